@@ -1,0 +1,115 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// Request is an opening handshake waiting for its handler's decision.
+type Request struct {
+	Path         string      // request target: path and query as sent
+	Header       http.Header // request headers
+	Subprotocols []string    // offered by the client, in its order
+	LocalAddr    net.Addr
+	RemoteAddr   net.Addr
+	HTTPRequest  *http.Request
+
+	w      http.ResponseWriter
+	srv    *Server
+	cancel context.CancelCauseFunc
+
+	mu      sync.Mutex
+	decided bool
+	conn    *Conn
+}
+
+// AcceptOptions configures Accept. A nil *AcceptOptions means defaults.
+type AcceptOptions struct {
+	// Subprotocol to select; it must be one the client offered.
+	Subprotocol string
+	// Header is added to the 101 response.
+	Header http.Header
+}
+
+var errDecided = errors.New("handshake already accepted or rejected")
+
+// Accept completes the handshake and returns the connection, which lives
+// until the handler returns.
+func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error) {
+	if opts == nil {
+		opts = &AcceptOptions{}
+	}
+	if opts.Subprotocol != "" && !slices.Contains(r.Subprotocols, opts.Subprotocol) {
+		return nil, fmt.Errorf("failed to accept: subprotocol %q was not offered by the client", opts.Subprotocol)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("failed to accept: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.decided {
+		return nil, fmt.Errorf("failed to accept: %w", errDecided)
+	}
+	r.decided = true
+	header := opts.Header.Clone()
+	if opts.Subprotocol != "" {
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
+	}
+	ws, err := r.srv.upgrader.Upgrade(r.w, r.HTTPRequest, header)
+	if err != nil {
+		return nil, fmt.Errorf("failed to accept: %w", err)
+	}
+	c := newConn(ws, false, r.srv.cfg, r.Path, opts.Subprotocol, header)
+	r.conn = c
+	c.afterDone(func() { r.cancel(c.closedErr()) })
+
+	s := r.srv
+	s.mu.Lock()
+	stopping := s.stopping
+	if !stopping {
+		s.conns[c] = struct{}{}
+	}
+	s.mu.Unlock()
+	if stopping {
+		c.Close(ctx, StatusGoingAway, "server shutting down")
+		return nil, fmt.Errorf("failed to accept: %w", ErrServerClosed)
+	}
+	c.trace("websocket accepted", "path", r.Path, "subprotocol", opts.Subprotocol)
+	return c, nil
+}
+
+// Reject answers the handshake with an HTTP status (not 101), headers and
+// body.
+func (r *Request) Reject(ctx context.Context, status int, header http.Header, body []byte) error {
+	if status < 200 || status > 999 {
+		return fmt.Errorf("failed to reject: invalid HTTP status %d", status)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("failed to reject: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.decided {
+		return fmt.Errorf("failed to reject: %w", errDecided)
+	}
+	r.decided = true
+	h := r.w.Header()
+	for k, vs := range header {
+		h[k] = slices.Clone(vs)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	r.w.WriteHeader(status)
+	if _, err := r.w.Write(body); err != nil {
+		return fmt.Errorf("failed to reject: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package wsconn
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Defaults for the options structs.
+const (
+	DefaultConnectTimeout    = 60 * time.Second
+	DefaultDisconnectTimeout = 60 * time.Second
+	DefaultMaxMessageSize    = 1 << 20
+	DefaultMessageQueueSize  = 1
+)
+
+// finWait bounds how long a client waits for the server to close TCP after
+// the closing handshake (RFC 6455 §7.1.1 asks the server to close first).
+const finWait = time.Second
+
+// connConfig is what a connection needs from DialOptions or ServerOptions.
+type connConfig struct {
+	disconnectTimeout time.Duration
+	maxMessageSize    int64 // < 0: unlimited
+	queueSize         int
+	log               *slog.Logger
+}
+
+func newConnConfig(disconnect time.Duration, maxSize int64, queue int, log *slog.Logger) connConfig {
+	cfg := connConfig{disconnectTimeout: disconnect, maxMessageSize: maxSize, queueSize: queue, log: log}
+	if cfg.disconnectTimeout <= 0 {
+		cfg.disconnectTimeout = DefaultDisconnectTimeout
+	}
+	if cfg.maxMessageSize == 0 {
+		cfg.maxMessageSize = DefaultMaxMessageSize
+	}
+	switch {
+	case cfg.queueSize == 0:
+		cfg.queueSize = DefaultMessageQueueSize
+	case cfg.queueSize < 0:
+		cfg.queueSize = 0
+	}
+	if cfg.log != nil && !cfg.log.Enabled(context.Background(), slog.LevelDebug) {
+		cfg.log = nil
+	}
+	return cfg
+}
+
+// Conn is a WebSocket connection. All methods are safe for concurrent use.
+//
+// A background goroutine reads whole messages into a bounded queue that
+// Receive drains, and answers pings and Close frames as they arrive.
+type Conn struct {
+	ws      *websocket.Conn
+	netConn net.Conn
+	client  bool
+	cfg     connConfig
+
+	path        string
+	subprotocol string
+	respHeader  http.Header
+
+	queue    chan Message  // filled by the reader, closed when it exits
+	writeSem chan struct{} // serialises data messages; a ctx can give up waiting
+
+	mu         sync.Mutex
+	closing    chan struct{} // closed when closing starts, for any reason
+	dropQueue  chan struct{} // closed by a local Close or abort: queued messages are discarded
+	started    bool          // closing is closed
+	dropped    bool          // dropQueue is closed
+	reason     CloseReason
+	pings      []*pendingPing // in the order sent
+	onDone     []func()
+	peerClosed bool // the peer's Close frame arrived
+
+	peerDead atomic.Bool // a ping timed out and no pong came since
+	done     chan struct{}
+}
+
+func newConn(ws *websocket.Conn, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {
+	c := &Conn{
+		ws:          ws,
+		netConn:     ws.NetConn(),
+		client:      client,
+		cfg:         cfg,
+		path:        path,
+		subprotocol: subprotocol,
+		respHeader:  header,
+		queue:       make(chan Message, cfg.queueSize),
+		writeSem:    make(chan struct{}, 1),
+		closing:     make(chan struct{}),
+		dropQueue:   make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	ws.SetCloseHandler(c.handleClose)
+	ws.SetPingHandler(c.handlePing)
+	ws.SetPongHandler(c.handlePong)
+	if c.cfg.log != nil {
+		c.cfg.log = c.cfg.log.With("side", c.side(), "remote", ws.RemoteAddr().String())
+	}
+	go c.readLoop()
+	return c
+}
+
+func (c *Conn) side() string {
+	if c.client {
+		return "client"
+	}
+	return "server"
+}
+
+// trace logs a debug record when a Logger was configured.
+func (c *Conn) trace(msg string, args ...any) {
+	if c.cfg.log != nil {
+		c.cfg.log.Debug(msg, args...)
+	}
+}
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// Path returns the request target of the opening handshake: path and query,
+// percent-encoding kept as sent.
+func (c *Conn) Path() string { return c.path }
+
+// IsClient reports whether this side opened the connection.
+func (c *Conn) IsClient() bool { return c.client }
+
+// LocalAddr returns the local network address.
+func (c *Conn) LocalAddr() net.Addr { return c.ws.LocalAddr() }
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+// ResponseHeader returns the headers of the handshake response: those the
+// server sent for a client connection, those given to Accept for a server one.
+func (c *Conn) ResponseHeader() http.Header { return c.respHeader }
+
+// Done returns a channel that is closed once the connection is closed: the
+// closing handshake finished or the connection was lost, the TCP connection
+// is closed and the reader goroutine has stopped. CloseReason is final then.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// CloseReason returns why the connection is closing or closed, and false
+// while it is open. It is set the moment closing starts and updated once
+// with the code the peer echoed.
+func (c *Conn) CloseReason() (CloseReason, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason, c.started
+}
+
+// closedErr returns the error for operations on a closing connection.
+func (c *Conn) closedErr() error {
+	r, _ := c.CloseReason()
+	return &ConnectionClosedError{Reason: r}
+}
+
+// startClosing records reason and closes c.closing, the first time only. It
+// reports whether this call started closing. dropQueue additionally marks
+// queued messages as discarded (local Close or abort).
+func (c *Conn) startClosing(reason CloseReason, dropQueue bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := !c.started
+	if first {
+		c.started = true
+		c.reason = reason
+		close(c.closing)
+	}
+	if dropQueue && !c.dropped {
+		c.dropped = true
+		close(c.dropQueue)
+	}
+	return first
+}
+
+// abort fails the connection without a closing handshake: the TCP
+// connection is closed and reason recorded unless closing had started.
+func (c *Conn) abort(reason CloseReason) {
+	if c.startClosing(reason, true) {
+		c.trace("websocket connection aborted", "reason", reason.String())
+	}
+	c.netConn.Close()
+}
+
+// afterDone arranges for f to run (once, on the reader goroutine or at
+// once) after the connection is closed. f must not block.
+func (c *Conn) afterDone(f func()) {
+	c.mu.Lock()
+	select {
+	case <-c.done:
+		c.mu.Unlock()
+		f()
+		return
+	default:
+	}
+	c.onDone = append(c.onDone, f)
+	c.mu.Unlock()
+}
+
+// closeFrameDeadline bounds a control write made on behalf of ctx.
+func (c *Conn) controlDeadline(ctx context.Context) time.Time {
+	d := time.Now().Add(c.cfg.disconnectTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	return d
+}

@@ -1,0 +1,234 @@
+package wsconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// DialOptions configures Dial and Open. A nil *DialOptions means defaults.
+type DialOptions struct {
+	// Header is sent with the opening handshake (e.g. Origin, Authorization).
+	// A "Host" entry overrides the Host header.
+	Header http.Header
+	// Subprotocols are offered in order of preference. A server that picks
+	// one not offered fails the handshake.
+	Subprotocols []string
+	// TLSConfig is used for wss URLs.
+	TLSConfig *tls.Config
+	// Proxy returns the proxy for a request (http: CONNECT, with basic auth
+	// from the URL's user info; socks5:), or nil for none. Nil means no proxy;
+	// http.ProxyFromEnvironment is a common choice.
+	Proxy func(*http.Request) (*url.URL, error)
+	// NetDialContext dials the TCP (or unix, or in-memory) connection.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnectTimeout bounds TCP, TLS and the upgrade together; it fails with
+	// ErrConnectionTimeout. Default 60 s.
+	ConnectTimeout time.Duration
+	// DisconnectTimeout bounds the closing handshake. Default 60 s.
+	DisconnectTimeout time.Duration
+	// MaxMessageSize is the largest message accepted, in bytes, inclusive;
+	// a larger one fails the connection with 1009. Default 1 MiB; negative
+	// means no limit.
+	MaxMessageSize int64
+	// MessageQueueSize is how many received messages may wait for Receive
+	// before the reader stops reading. Default 1; negative means none (the
+	// reader hands each message straight to a waiting Receive).
+	MessageQueueSize int
+	// Logger receives debug records of handshakes, frames and closes.
+	Logger *slog.Logger
+}
+
+// Dial opens a client connection to a ws:// or wss:// URL.
+//
+// ctx bounds the whole opening handshake, including the HTTP upgrade
+// exchange; the connection outlives ctx once Dial returns. A server that
+// answers with a status other than 101 yields a *ConnectionRejectedError.
+func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) {
+	if opts == nil {
+		opts = &DialOptions{}
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("failed to dial: %w", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return nil, fmt.Errorf("failed to dial %q: scheme must be ws or wss", rawURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("failed to dial %q: no host", rawURL)
+	}
+	u.Fragment, u.RawFragment = "", ""
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+		u.Path, u.RawPath = "/", ""
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		path += "?" + u.RawQuery
+	}
+	header := opts.Header.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	if header.Get("Host") == "" {
+		header.Set("Host", hostHeader(u))
+	}
+	cfg := newConnConfig(opts.DisconnectTimeout, opts.MaxMessageSize, opts.MessageQueueSize, opts.Logger)
+
+	connectTimeout := opts.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = DefaultConnectTimeout
+	}
+	dctx, cancel := context.WithTimeoutCause(ctx, connectTimeout, ErrConnectionTimeout)
+	defer cancel()
+
+	// gorilla only honours ctx's deadline once TCP is up, so a cancellation
+	// must break the raw connection itself.
+	var (
+		mu        sync.Mutex
+		raw       net.Conn
+		cancelled bool
+	)
+	netDial := opts.NetDialContext
+	if netDial == nil {
+		netDial = (&net.Dialer{}).DialContext
+	}
+	d := websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := netDial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if cancelled {
+				c.Close()
+				return nil, context.Cause(dctx)
+			}
+			raw = c
+			return c, nil
+		},
+		Proxy:           opts.Proxy,
+		TLSClientConfig: opts.TLSConfig,
+		Subprotocols:    opts.Subprotocols,
+		WriteBufferPool: writeBufferPool,
+	}
+	stop := context.AfterFunc(dctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		cancelled = true
+		if raw != nil {
+			raw.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	if cfg.log != nil {
+		cfg.log.Debug("websocket dialing", "url", u.Redacted(), "subprotocols", opts.Subprotocols)
+	}
+	ws, resp, err := d.DialContext(dctx, u.String(), header)
+	if !stop() && err == nil {
+		ws.NetConn().Close()
+		err = context.Cause(dctx)
+	}
+	if err != nil {
+		return nil, dialError(ctx, dctx, rawURL, resp, err)
+	}
+	sub := resp.Header.Get("Sec-WebSocket-Protocol")
+	if err := checkResponse(resp, sub, opts.Subprotocols); err != nil {
+		ws.NetConn().Close()
+		return nil, fmt.Errorf("failed to dial %s: %w", rawURL, err)
+	}
+	c := newConn(ws, true, cfg, path, sub, resp.Header)
+	c.trace("websocket opened", "path", path, "subprotocol", sub)
+	return c, nil
+}
+
+// checkResponse closes the gaps gorilla's Dialer leaves (RFC 6455 §4.1): the
+// server may not pick a subprotocol or extension the client never offered.
+func checkResponse(resp *http.Response, sub string, offered []string) error {
+	if sub != "" && !slices.Contains(offered, sub) {
+		return fmt.Errorf("%w: server chose subprotocol %q that was not offered", ErrHandshake, sub)
+	}
+	if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
+		return fmt.Errorf("%w: server chose extensions %q that were not offered", ErrHandshake, strings.Join(ext, ", "))
+	}
+	return nil
+}
+
+func dialError(ctx, dctx context.Context, rawURL string, resp *http.Response, err error) error {
+	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return &ConnectionRejectedError{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("failed to dial %s: %w", rawURL, ctx.Err())
+	case errors.Is(context.Cause(dctx), ErrConnectionTimeout):
+		return fmt.Errorf("failed to dial %s: %w", rawURL, ErrConnectionTimeout)
+	case errors.Is(err, websocket.ErrBadHandshake):
+		return fmt.Errorf("failed to dial %s: %w: invalid upgrade response", rawURL, ErrHandshake)
+	}
+	return fmt.Errorf("failed to dial %s: %w", rawURL, err)
+}
+
+// hostHeader is the URL's host, without the port when it is the scheme's
+// default (RFC 6455 §4.1).
+func hostHeader(u *url.URL) string {
+	port := u.Port()
+	if (u.Scheme == "ws" && port == "80") || (u.Scheme == "wss" && port == "443") {
+		h := u.Hostname()
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
+	}
+	return u.Host
+}
+
+// writeBufferPool lends write buffers only while a message is written, so
+// idle connections hold none.
+var writeBufferPool = &sync.Pool{}
+
+// Open dials url, runs fn with the connection, and closes it (1000) when fn
+// returns. fn's ctx is cancelled the moment the connection is closed, with
+// the *ConnectionClosedError as its cause, so that every task working on a
+// dead connection stops. Open returns fn's error itself when fn fails; only
+// if fn succeeds does it return an error from closing.
+//
+// The closing handshake is bounded by DisconnectTimeout even when ctx is
+// already cancelled; when the peer is known dead (a ping timed out), Open
+// drops the connection without waiting for it.
+func Open(ctx context.Context, url string, opts *DialOptions, fn func(ctx context.Context, c *Conn) error) error {
+	c, err := Dial(ctx, url, opts)
+	if err != nil {
+		return err
+	}
+	fnCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c.afterDone(func() { cancel(c.closedErr()) })
+	var closeErr error
+	defer func() {
+		// Also on a panic in fn: the connection never outlives Open.
+		if closeErr == nil {
+			c.Close(context.WithoutCancel(ctx), StatusNormalClosure, "")
+		}
+	}()
+	fnErr := fn(fnCtx, c)
+	closeErr = c.Close(context.WithoutCancel(ctx), StatusNormalClosure, "")
+	if fnErr != nil {
+		return fnErr
+	}
+	return closeErr
+}

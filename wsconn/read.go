@@ -1,0 +1,207 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// Receive returns the next message from the queue the reader goroutine
+// fills. Cancelling ctx only stops this call: no message is lost and the
+// connection stays open. Concurrent callers each receive distinct messages.
+//
+// After the peer closes or the connection is lost, messages already queued
+// are still returned, then a *ConnectionClosedError. After a local Close
+// the queue is discarded and Receive fails at once.
+func (c *Conn) Receive(ctx context.Context) (Message, error) {
+	select {
+	case <-c.dropQueue:
+		return Message{}, c.closedErr()
+	default:
+	}
+	select {
+	case m, ok := <-c.queue:
+		if !ok {
+			return Message{}, c.closedErr()
+		}
+		return m, nil
+	case <-c.dropQueue:
+		return Message{}, c.closedErr()
+	case <-ctx.Done():
+		return Message{}, fmt.Errorf("failed to receive message: %w", ctx.Err())
+	}
+}
+
+// readBufs holds read buffers between messages, so an idle connection keeps
+// none and a busy one allocates only the payload it hands out.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readLoop is the connection's one reader: it must always be running, as
+// gorilla runs the ping, pong and close handlers only inside a read.
+func (c *Conn) readLoop() {
+	defer c.finish()
+	for {
+		typ, r, err := c.ws.NextReader()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		data, err := c.readMessage(r)
+		if err != nil {
+			if errors.Is(err, errTooBig) {
+				c.fail(StatusMessageTooBig, "message exceeds the limit of "+strconv.FormatInt(c.cfg.maxMessageSize, 10)+" bytes")
+			} else {
+				c.readFailed(err)
+			}
+			return
+		}
+		if typ == websocket.TextMessage && !utf8.Valid(data) {
+			c.fail(StatusInvalidFramePayloadData, "invalid UTF-8 in text message")
+			return
+		}
+		if c.cfg.log != nil {
+			c.trace("websocket message received", "type", MessageType(typ).String(), "len", len(data))
+		}
+		select {
+		case c.queue <- Message{Type: MessageType(typ), Data: data}:
+		case <-c.dropQueue:
+			// Closed locally: nobody will receive it. Keep reading so that
+			// the peer's Close frame is seen.
+		}
+	}
+}
+
+var errTooBig = errors.New("message too big")
+
+// readMessage reads one message, enforcing the size limit (inclusive) as
+// bytes arrive so that an oversized message is never buffered whole.
+func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
+	bp := readBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	limit := c.cfg.maxMessageSize
+	defer func() {
+		if cap(buf) <= 256<<10 { // do not pool the odd huge buffer
+			*bp = buf[:0]
+			readBufs.Put(bp)
+		}
+	}()
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if limit >= 0 && int64(len(buf)) > limit {
+			return nil, errTooBig
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, len(buf))
+	copy(out, buf)
+	return out, nil
+}
+
+// readFailed classifies the error that ended the reader.
+func (c *Conn) readFailed(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		// The peer's Close frame; handleClose recorded and answered it.
+	case isConnError(err):
+		c.startClosing(CloseReason{Code: StatusAbnormalClosure}, false)
+	default:
+		// gorilla found a framing error and has sent Close 1002.
+		c.startClosing(CloseReason{Code: StatusProtocolError, Reason: err.Error()}, false)
+	}
+	c.trace("websocket reader stopped", "err", err.Error())
+}
+
+// isConnError reports whether err comes from the transport rather than
+// from the peer's frames.
+func isConnError(err error) bool {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code == websocket.CloseAbnormalClosure {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// fail ends the connection for bad input from the peer (RFC 6455 §7.1.7):
+// send Close with code where writes are still possible, record the code;
+// the reader then closes TCP.
+func (c *Conn) fail(code StatusCode, reason string) {
+	if !c.startClosing(CloseReason{Code: code, Reason: reason}, false) {
+		return
+	}
+	c.trace("websocket failing connection", "code", int(code), "reason", reason)
+	c.ws.WriteControl(websocket.CloseMessage, formatClose(code, reason), time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
+}
+
+// handleClose runs inside the reader when the peer's Close frame arrives.
+func (c *Conn) handleClose(code int, text string) error {
+	reason := CloseReason{Code: StatusCode(code), Reason: text}
+	c.mu.Lock()
+	c.peerClosed = true
+	echo := !c.started
+	if !echo {
+		// We started closing: this is the peer's answer, and final.
+		c.reason = reason
+	}
+	c.mu.Unlock()
+	c.trace("websocket close received", "code", code, "reason", text)
+	if echo {
+		c.startClosing(reason, false)
+		wire := StatusCode(code)
+		if !wire.sendable() {
+			wire, text = StatusNormalClosure, ""
+		}
+		c.ws.WriteControl(websocket.CloseMessage, formatClose(wire, text), time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
+	}
+	return nil
+}
+
+// finish runs when the reader stops: close TCP (a client first gives the
+// server a moment to close it, as RFC 6455 §7.1.1 asks), release Receive
+// callers, pings and watchers.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	waitFIN := c.client && c.peerClosed
+	c.mu.Unlock()
+	if waitFIN {
+		c.netConn.SetReadDeadline(time.Now().Add(min(c.cfg.disconnectTimeout, finWait)))
+		var b [64]byte
+		for {
+			if _, err := c.netConn.Read(b[:]); err != nil {
+				break
+			}
+		}
+	}
+	c.netConn.Close()
+	close(c.queue)
+	c.mu.Lock()
+	close(c.done)
+	hooks := c.onDone
+	c.onDone = nil
+	c.mu.Unlock()
+	r, _ := c.CloseReason()
+	c.trace("websocket connection closed", "code", int(r.Code), "reason", r.Reason)
+	for _, f := range hooks {
+		f()
+	}
+}

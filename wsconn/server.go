@@ -1,0 +1,331 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Handler handles one opening handshake: it calls r.Accept or r.Reject and,
+// once accepted, uses the connection until it returns. ctx is cancelled,
+// with the *ConnectionClosedError as its cause, when the connection closes,
+// and when the server shuts down.
+//
+// When the handler returns nil the connection is closed with 1000; when it
+// returns an error or panics, with 1011 and the error is logged. A handler
+// that returns without deciding rejects the request (403, or 500 on error).
+type Handler func(ctx context.Context, r *Request) error
+
+// ServerOptions configures a Server. A nil *ServerOptions means defaults.
+type ServerOptions struct {
+	// ConnectTimeout bounds the arrival of the handshake request when the
+	// server runs its own listener (Serve): slow clients are dropped before
+	// the handler runs. Default 60 s.
+	ConnectTimeout time.Duration
+	// DisconnectTimeout bounds each closing handshake. Default 60 s.
+	DisconnectTimeout time.Duration
+	// MaxMessageSize: see DialOptions. Default 1 MiB.
+	MaxMessageSize int64
+	// MessageQueueSize: see DialOptions. Default 1.
+	MessageQueueSize int
+	// CheckOrigin decides whether a browser's cross-origin request may
+	// proceed. Nil allows requests without an Origin header and those whose
+	// Origin host equals the Host header (defence against cross-site
+	// WebSocket hijacking).
+	CheckOrigin func(r *http.Request) bool
+	// FailFast stops the server when a handler fails; Serve returns the
+	// error. By default a failing handler only closes its connection (1011).
+	FailFast bool
+	// Logger receives handler failures (error level) and, at debug level,
+	// handshakes, frames and closes.
+	Logger *slog.Logger
+}
+
+// Server runs a Handler for each WebSocket handshake it receives, through
+// Serve or, mounted in an http.Server, ServeHTTP.
+type Server struct {
+	handler Handler
+	opts    ServerOptions
+	cfg     connConfig
+	log     *slog.Logger // never nil
+
+	upgrader websocket.Upgrader
+
+	ctx    context.Context // parent of every handler's ctx; cancelled by Shutdown
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	stopping bool
+	failErr  error
+	stopped  chan struct{} // closed when shutdown begins
+	active   sync.WaitGroup
+}
+
+// ErrServerClosed is the cause of handler contexts cancelled by Shutdown.
+var ErrServerClosed = errors.New("websocket server shut down")
+
+// NewServer returns a server that runs h for each handshake.
+func NewServer(h Handler, opts *ServerOptions) *Server {
+	s := &Server{handler: h, conns: map[*Conn]struct{}{}, stopped: make(chan struct{})}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.ConnectTimeout <= 0 {
+		s.opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	s.log = s.opts.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.cfg = newConnConfig(s.opts.DisconnectTimeout, s.opts.MaxMessageSize, s.opts.MessageQueueSize, s.opts.Logger)
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: s.opts.ConnectTimeout,
+		WriteBufferPool:  writeBufferPool,
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked before the handler runs
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	return s
+}
+
+// Serve accepts connections on ln until ctx is cancelled, Shutdown is
+// called, or (with FailFast) a handler fails. It then shuts down as
+// Shutdown does and returns: ctx's error, nil after Shutdown, or the
+// handler's error.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opts.ConnectTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	var err error
+	select {
+	case err = <-errc:
+		errc <- err
+		err = fmt.Errorf("failed to serve: %w", err)
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-s.stopped:
+	}
+	hs.Close() // the listener and connections still in the handshake
+	<-errc
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.disconnectTimeout+time.Second)
+	defer cancel()
+	s.Shutdown(sctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failErr != nil {
+		return s.failErr
+	}
+	return err
+}
+
+// ListenAndServe listens on the TCP address addr and serves h on it; see
+// Server.Serve.
+func ListenAndServe(ctx context.Context, addr string, h Handler, opts *ServerOptions) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen: %w", err)
+	}
+	return NewServer(h, opts).Serve(ctx, ln)
+}
+
+// Shutdown stops the server: Serve stops accepting, every open connection
+// is closed with 1001 (going away), each bounded by ctx and the disconnect
+// timeout, and handler contexts are cancelled. It returns once every
+// handler has returned, with ctx's error if ctx ended first (connections
+// are then dropped).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.stopping {
+		s.stopping = true
+		close(s.stopped)
+	}
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.Close(ctx, StatusGoingAway, "server shutting down") })
+	}
+	wg.Wait()
+	s.cancel(ErrServerClosed)
+	s.active.Wait()
+	return ctx.Err()
+}
+
+// ServeHTTP runs the handler for one handshake request. A request that is
+// not a WebSocket handshake gets 400, a forbidden origin 403, and a request
+// during shutdown 503.
+func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.active.Add(1)
+	s.mu.Unlock()
+	defer s.active.Done()
+
+	if msg := checkHandshake(hr); msg != "" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		http.Error(w, msg, http.StatusBadRequest)
+		return
+	}
+	checkOrigin := s.opts.CheckOrigin
+	if checkOrigin == nil {
+		checkOrigin = sameOrigin
+	}
+	if !checkOrigin(hr) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+
+	ctx, cancel := context.WithCancelCause(hr.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(s.ctx, func() { cancel(context.Cause(s.ctx)) })
+	defer stop()
+	r := &Request{
+		Path:         hr.URL.RequestURI(),
+		Header:       hr.Header,
+		Subprotocols: websocket.Subprotocols(hr),
+		LocalAddr:    localAddr(hr),
+		RemoteAddr:   stringAddr{"tcp", hr.RemoteAddr},
+		HTTPRequest:  hr,
+		w:            w,
+		srv:          s,
+		cancel:       cancel,
+	}
+	if s.cfg.log != nil {
+		s.cfg.log.Debug("websocket handshake received", "path", r.Path, "remote", hr.RemoteAddr, "subprotocols", r.Subprotocols)
+	}
+	err, panicked := s.run(ctx, r)
+
+	r.mu.Lock()
+	c, decided := r.conn, r.decided
+	r.mu.Unlock()
+	switch {
+	case c != nil:
+		code, reason := StatusNormalClosure, ""
+		if err != nil {
+			code, reason = StatusInternalError, "internal error"
+		}
+		cctx, ccancel := context.WithTimeout(context.Background(), s.cfg.disconnectTimeout+time.Second)
+		c.Close(cctx, code, reason)
+		ccancel()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	case !decided:
+		status := http.StatusForbidden
+		if err != nil {
+			status = http.StatusInternalServerError
+		}
+		http.Error(w, http.StatusText(status), status)
+	}
+	if err != nil {
+		if panicked {
+			s.log.Error("websocket handler panicked", "path", r.Path, "remote", hr.RemoteAddr, "err", err)
+		} else {
+			s.log.Error("websocket handler failed", "path", r.Path, "remote", hr.RemoteAddr, "err", err)
+		}
+		if s.opts.FailFast {
+			s.mu.Lock()
+			if s.failErr == nil {
+				s.failErr = err
+			}
+			if !s.stopping {
+				s.stopping = true
+				close(s.stopped)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// HandlerPanicError reports a handler that panicked.
+type HandlerPanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *HandlerPanicError) Error() string {
+	return fmt.Sprintf("websocket handler panicked: %v\n%s", e.Value, e.Stack)
+}
+
+func (s *Server) run(ctx context.Context, r *Request) (err error, panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			err, panicked = &HandlerPanicError{Value: v, Stack: debug.Stack()}, true
+		}
+	}()
+	return s.handler(ctx, r), false
+}
+
+// checkHandshake returns what is wrong with a handshake request, or "".
+func checkHandshake(r *http.Request) string {
+	switch {
+	case r.Method != http.MethodGet:
+		return "websocket handshake must use GET"
+	case !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return "expected a websocket upgrade request"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return "unsupported websocket version (want 13)"
+	case r.Header.Get("Sec-WebSocket-Key") == "":
+		return "missing Sec-WebSocket-Key"
+	}
+	return ""
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameOrigin allows requests without Origin and those whose Origin's host
+// is the request's Host.
+func sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+func localAddr(r *http.Request) net.Addr {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a
+	}
+	return stringAddr{"tcp", ""}
+}
+
+type stringAddr struct{ network, addr string }
+
+func (a stringAddr) Network() string { return a.network }
+func (a stringAddr) String() string  { return a.addr }

@@ -1,0 +1,172 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/gorilla/websocket"
+)
+
+// Send writes one data message. Messages are written one at a time.
+//
+// If ctx ends while Send waits for its turn, nothing is sent and the
+// connection stays usable. If ctx ends while the message is on the wire, the
+// connection is aborted, since a frame cannot be resumed halfway, and the
+// error says so. Once closing has started, Send fails with a
+// *ConnectionClosedError. Text messages must be valid UTF-8.
+func (c *Conn) Send(ctx context.Context, m Message) error {
+	switch m.Type {
+	case Text:
+		if !utf8.Valid(m.Data) {
+			return errors.New("failed to send message: text is not valid UTF-8")
+		}
+	case Binary:
+	default:
+		return fmt.Errorf("failed to send message: invalid message type %v", m.Type)
+	}
+	return c.send(ctx, m.Type, m.Data)
+}
+
+// SendText sends s as a text message; see Send.
+func (c *Conn) SendText(ctx context.Context, s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("failed to send message: text is not valid UTF-8")
+	}
+	// The writer only reads the bytes (it copies them before masking), so
+	// the string's memory can be lent without a copy.
+	return c.send(ctx, Text, unsafe.Slice(unsafe.StringData(s), len(s)))
+}
+
+// SendBinary sends b as a binary message; see Send.
+func (c *Conn) SendBinary(ctx context.Context, b []byte) error {
+	return c.send(ctx, Binary, b)
+}
+
+func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
+	select {
+	case <-c.closing:
+		return c.closedErr()
+	default:
+	}
+	select {
+	case c.writeSem <- struct{}{}:
+	default:
+		select {
+		case c.writeSem <- struct{}{}:
+		case <-c.closing:
+			return c.closedErr()
+		case <-ctx.Done():
+			return fmt.Errorf("failed to send message: %w", ctx.Err())
+		}
+	}
+	defer func() { <-c.writeSem }()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("failed to send message: %w", err)
+	}
+
+	var w *writeWatch
+	if ctx.Done() != nil {
+		w = &writeWatch{c: c}
+		w.stop = context.AfterFunc(ctx, w.interrupt)
+	}
+	err := c.writeMessage(typ, data)
+	if w != nil && w.finish() {
+		c.abort(CloseReason{Code: StatusAbnormalClosure, Reason: "send interrupted mid-message"})
+		return fmt.Errorf("failed to send message: %w (connection aborted: a message cannot be resumed halfway)", ctx.Err())
+	}
+	if err != nil {
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return c.closedErr()
+		}
+		c.abort(CloseReason{Code: StatusAbnormalClosure})
+		return fmt.Errorf("failed to send message: %w: %w", c.closedErr(), err)
+	}
+	if c.cfg.log != nil {
+		c.trace("websocket message sent", "type", typ.String(), "len", len(data))
+	}
+	return nil
+}
+
+func (c *Conn) writeMessage(typ MessageType, data []byte) error {
+	w, err := c.ws.NextWriter(int(typ))
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// writeWatch breaks an in-progress write when its context ends.
+type writeWatch struct {
+	c           *Conn
+	stop        func() bool
+	mu          sync.Mutex
+	done, fired bool
+}
+
+func (w *writeWatch) interrupt() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	w.fired = true
+	past := time.Unix(1, 0)
+	w.c.ws.SetWriteDeadline(past) // for frames not yet started
+	w.c.netConn.SetWriteDeadline(past)
+}
+
+// finish ends the watch and reports whether it interrupted the write (in
+// which case the connection's write side is broken for good).
+func (w *writeWatch) finish() bool {
+	w.stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	return w.fired
+}
+
+// Pong sends an unsolicited pong (a unidirectional heartbeat, RFC 6455
+// §5.5.3). payload is at most 125 bytes.
+func (c *Conn) Pong(ctx context.Context, payload []byte) error {
+	if len(payload) > maxControlPayload {
+		return fmt.Errorf("failed to send pong: payload of %d bytes exceeds %d", len(payload), maxControlPayload)
+	}
+	return c.writeControl(ctx, websocket.PongMessage, payload, "pong")
+}
+
+const maxControlPayload = 125
+
+// writeControl writes a ping or pong, bounded by ctx's deadline and the
+// disconnect timeout (gorilla waits 1000 hours for a zero deadline).
+func (c *Conn) writeControl(ctx context.Context, typ int, payload []byte, what string) error {
+	select {
+	case <-c.closing:
+		return c.closedErr()
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("failed to send %s: %w", what, err)
+	}
+	err := c.ws.WriteControl(typ, payload, c.controlDeadline(ctx))
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-c.closing:
+		return c.closedErr()
+	default:
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("failed to send %s: %w", what, ctx.Err())
+	}
+	return fmt.Errorf("failed to send %s: %w", what, err)
+}
