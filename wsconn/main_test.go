@@ -1,0 +1,184 @@
+package wsconn_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve runs a wsconn.Server for h on ln (a loopback TCP listener when nil)
+// and returns its ws:// URL. The server is shut down, and Serve's return
+// awaited, when the test ends.
+func serve(t *testing.T, ln net.Listener, h wsconn.Handler, opts *wsconn.ServerOptions) string {
+	t.Helper()
+	if ln == nil {
+		ln = listen(t)
+	}
+	srv := wsconn.NewServer(h, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	return "ws://" + ln.Addr().String()
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// echo is a handler that sends every message back until the peer closes.
+func echo(ctx context.Context, r *wsconn.Request) error {
+	c, err := r.Accept(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := c.Receive(ctx)
+		if err != nil {
+			return nil
+		}
+		if err := c.Send(ctx, m); err != nil {
+			return nil
+		}
+	}
+}
+
+// rawPeer runs a plain gorilla server whose connections are handed to fn,
+// for tests that need a peer that misbehaves or is observed frame by frame.
+// The connection is closed when fn returns.
+func rawPeer(t *testing.T, ln net.Listener, fn func(ws *websocket.Conn)) string {
+	t.Helper()
+	if ln == nil {
+		ln = listen(t)
+	}
+	var wg sync.WaitGroup
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer ws.NetConn().Close()
+		fn(ws)
+	})}
+	done := make(chan struct{})
+	go func() { hs.Serve(ln); close(done) }()
+	t.Cleanup(func() { hs.Close(); <-done; wg.Wait() })
+	return "ws://" + ln.Addr().String()
+}
+
+// dial opens a client connection that is closed when the test ends.
+func dial(t *testing.T, url string, opts *wsconn.DialOptions) *wsconn.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := wsconn.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatalf("Dial(%s): %v", url, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Close(ctx, wsconn.StatusNormalClosure, "")
+	})
+	return c
+}
+
+// pipeListener is an in-memory listener built on net.Pipe, so that tests
+// under testing/synctest run on virtual time.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+// Dial is a DialOptions.NetDialContext that connects to the listener.
+func (l *pipeListener) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// ctxTimeout returns a context bounded for a test step.
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// closeReason returns the close reason or fails if the connection is open.
+func closeReason(t *testing.T, c *wsconn.Conn) wsconn.CloseReason {
+	t.Helper()
+	r, ok := c.CloseReason()
+	if !ok {
+		t.Fatal("CloseReason: connection still open")
+	}
+	return r
+}
+
+// wantClosed asserts err is a *ConnectionClosedError with code (and reason
+// when reason is not "*").
+func wantClosed(t *testing.T, err error, code wsconn.StatusCode, reason string) {
+	t.Helper()
+	var ce *wsconn.ConnectionClosedError
+	if !errors.As(err, &ce) || !errors.Is(err, wsconn.ErrConnectionClosed) {
+		t.Fatalf("err = %v, want *ConnectionClosedError", err)
+	}
+	if ce.Reason.Code != code || (reason != "*" && ce.Reason.Reason != reason) {
+		t.Fatalf("close reason = %v, want %d %q", ce.Reason, code, reason)
+	}
+}
