@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -76,7 +75,6 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 	}
 	err := c.writeMessage(typ, data)
 	if w != nil && w.finish() {
-		c.abort(CloseReason{Code: StatusAbnormalClosure, Reason: "send interrupted mid-message"})
 		return fmt.Errorf("failed to send message: %w (connection aborted: a message cannot be resumed halfway)", ctx.Err())
 	}
 	if err != nil {
@@ -119,13 +117,15 @@ func (w *writeWatch) interrupt() {
 		return
 	}
 	w.fired = true
-	past := time.Unix(1, 0)
-	w.c.ws.SetWriteDeadline(past) // for frames not yet started
-	w.c.netConn.SetWriteDeadline(past)
+	// The message cannot be finished, so the connection is over: closing
+	// TCP unblocks the write at once. (gorilla's own write deadline is not
+	// safe to set during a write, and it resets the socket's per frame.)
+	w.c.abort(abortedSend)
 }
 
-// finish ends the watch and reports whether it interrupted the write (in
-// which case the connection's write side is broken for good).
+var abortedSend = CloseReason{Code: StatusAbnormalClosure, Reason: "send interrupted mid-message"}
+
+// finish ends the watch and reports whether it aborted the connection.
 func (w *writeWatch) finish() bool {
 	w.stop()
 	w.mu.Lock()
