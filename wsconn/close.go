@@ -64,7 +64,7 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 		<-c.done
 		return nil
 	}
-	timer := time.NewTimer(time.Until(deadline))
+	timer := time.NewTimer(c.cfg.disconnectTimeout)
 	defer timer.Stop()
 	select {
 	case <-c.done:
@@ -76,7 +76,7 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 	case <-timer.C:
 		c.netConn.Close()
 		<-c.done
-		return ErrDisconnectionTimeout
+		return fmt.Errorf("failed to close: %w", ErrDisconnectionTimeout)
 	}
 }
 
