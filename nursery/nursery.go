@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
-
-	"golang.org/x/sync/errgroup"
+	"sync/atomic"
 )
 
 // ErrNotStarted is returned by [Start] when its task returns nil without
@@ -19,27 +18,32 @@ var ErrNotStarted = errors.New("nursery: task returned without calling started")
 // cancelled rather than left for Run to wait on.
 var errGoexit = errors.New("nursery: task called runtime.Goexit")
 
-// A Nursery is the scope created by [Run]. It is valid only until Run
-// returns: its methods may be called from the body, from any task, and from
-// any goroutine that those are sure to outlive.
+// A Nursery is the scope created by [Run], valid until Run returns. Its
+// methods are safe for concurrent use and are meant to be called by the body
+// and the tasks. A goroutine outside the nursery may call them too, but a Go
+// that races with the last task's return either starts a task, which Run
+// then waits for, or panics as a Go after Run.
 type Nursery struct {
 	parent context.Context
 	ctx    context.Context // passed to the body and to every task
 	cancel context.CancelCauseFunc
 
-	// group waits for the task goroutines. Its WithContext form is not used:
-	// its first-error slot knows nothing of Cancel or of the parent's
-	// cancellation, so Run could report one error while the tasks were
-	// cancelled with another. Instead every cancellation made by the nursery
-	// goes through settle, under mu.
-	group errgroup.Group
+	// live counts the body and the running tasks. Zero is final: nothing is
+	// left inside the nursery to call Go, so Go refuses to leave zero, and
+	// the goroutine that reaches it closes done, which Run waits for.
+	//
+	// errgroup.Group would do this with a WaitGroup, but then a Go racing
+	// with the last task's return could add to the WaitGroup after Wait had
+	// returned, and its task would outlive Run; guarding the WaitGroup with
+	// mu instead made spawning twice as slow. Nor is errgroup.WithContext
+	// used for cancellation: its first-error slot knows nothing of Cancel or
+	// of the parent's cancellation, so Run could report one error while the
+	// tasks were cancelled with another. Every cancellation made by the
+	// nursery goes through settleLocked.
+	live atomic.Int64
+	done chan struct{}
 
-	mu sync.Mutex
-	// live counts the body and the running tasks. When it drops to zero
-	// nothing inside the nursery is left to call Go, so closed is set and any
-	// later Go is a use after Run.
-	live     int
-	closed   bool
+	mu       sync.Mutex
 	settled  bool        // the outcome below is final
 	err      error       // Run's result once settled
 	panicked *PanicError // first recovered panic; overrides err
@@ -72,8 +76,9 @@ type Nursery struct {
 // Run panics with a *PanicError for the first of them, whatever the outcome
 // was otherwise.
 func Run(ctx context.Context, body func(ctx context.Context, n *Nursery) error) error {
-	n := &Nursery{parent: ctx, live: 1}
+	n := &Nursery{parent: ctx, done: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancelCause(ctx)
+	n.live.Store(1) // the body
 
 	returned := false
 	defer func() {
@@ -90,7 +95,7 @@ func Run(ctx context.Context, body func(ctx context.Context, n *Nursery) error) 
 
 // finish waits for the tasks and works out Run's result.
 func (n *Nursery) finish() error {
-	n.group.Wait()
+	<-n.done
 	n.mu.Lock()
 	err, p := n.err, n.panicked
 	if !n.settled && n.ctx.Err() != nil {
@@ -112,19 +117,16 @@ func (n *Nursery) finish() error {
 //
 // Go panics if called after Run has returned.
 func (n *Nursery) Go(fn func(ctx context.Context) error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		panic("nursery: Go called after Run returned")
+	for {
+		live := n.live.Load()
+		if live == 0 {
+			panic("nursery: Go called after Run returned")
+		}
+		if n.live.CompareAndSwap(live, live+1) {
+			break
+		}
 	}
-	n.live++
-	// Adding to the group under mu, before live can fall back to zero, keeps
-	// the group's count positive for as long as live is, so the group's Wait
-	// cannot return while a Go is half done.
-	n.group.Go(func() error {
-		n.run(fn)
-		return nil
-	})
+	go n.run(fn)
 }
 
 // Cancel cancels the nursery's context with cause, or with
@@ -138,8 +140,8 @@ func (n *Nursery) Go(fn func(ctx context.Context) error) {
 func (n *Nursery) Cancel(cause error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
-		return
+	if n.live.Load() == 0 {
+		return // Run has returned, or is about to with its result decided
 	}
 	if cause == nil {
 		n.settleLocked(nil, context.Canceled)
@@ -162,8 +164,10 @@ func (n *Nursery) settleLocked(result, cause error) {
 	if n.ctx.Err() == nil {
 		n.cancel(cause)
 		// The parent may have been cancelled between the check and the
-		// cancel; only if the cause stuck did this event come first.
-		if errors.Is(context.Cause(n.ctx), cause) {
+		// cancel. If it has not been, or the cause stuck anyway, this event
+		// came first. (errors.Is rather than ==, which panics for errors of
+		// uncomparable types; for those a tie goes to the parent.)
+		if n.parent.Err() == nil || errors.Is(context.Cause(n.ctx), cause) {
 			n.err = result
 			return
 		}
@@ -185,20 +189,19 @@ func (n *Nursery) run(fn func(ctx context.Context) error) {
 				err = errGoexit
 			}
 		}
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		switch {
-		case p != nil:
-			if n.panicked == nil {
-				n.panicked = p
+		if p != nil || err != nil {
+			n.mu.Lock()
+			if p != nil {
+				if n.panicked == nil {
+					n.panicked = p
+				}
+				err = p
 			}
-			n.settleLocked(p, p)
-		case err != nil:
 			n.settleLocked(err, err)
+			n.mu.Unlock()
 		}
-		n.live--
-		if n.live == 0 {
-			n.closed = true
+		if n.live.Add(-1) == 0 {
+			close(n.done)
 		}
 	}()
 	err = fn(n.ctx)

@@ -690,3 +690,23 @@ func TestStartReturnsWhenNurseryCancelled(t *testing.T) {
 		}
 	})
 }
+
+// errList is an error type whose values cannot be compared with ==.
+type errList []error
+
+func (l errList) Error() string { return fmt.Sprintf("%d errors", len(l)) }
+
+func TestUncomparableError(t *testing.T) {
+	var seen error
+	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
+		n.Go(waitAndEcho(&seen))
+		n.Go(func(ctx context.Context) error { return errList{errA, errB} })
+		return nil
+	})
+	if l, ok := err.(errList); !ok || len(l) != 2 || l[0] != errA {
+		t.Errorf("Run = %#v, want the errList", err)
+	}
+	if l, ok := seen.(errList); !ok || len(l) != 2 {
+		t.Errorf("sibling saw cause %#v, want the errList", seen)
+	}
+}
