@@ -303,6 +303,22 @@ func TestPanicIsNotHiddenByEarlierFailure(t *testing.T) {
 	}
 }
 
+func TestFirstPanicIsReported(t *testing.T) {
+	pe := mustPanicError(t, func() {
+		nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
+			n.Go(func(ctx context.Context) error {
+				<-ctx.Done() // only the first panic can get us here
+				panic("second")
+			})
+			n.Go(func(ctx context.Context) error { panic("first") })
+			return nil
+		})
+	})
+	if pe.Value != "first" {
+		t.Errorf("Value = %#v, want \"first\"", pe.Value)
+	}
+}
+
 func TestTaskGoexit(t *testing.T) {
 	var seen error
 	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
@@ -367,9 +383,9 @@ func TestParentCancelled(t *testing.T) {
 		}
 		ready.Wait()
 		cancel(errParent)
-		<-ctx.Done()
-		return ctx.Err()
+		return nil
 	})
+	// The tasks echoed the parent's cause, but Run reports its Err().
 	if err != parent.Err() || !errors.Is(err, context.Canceled) {
 		t.Errorf("Run = %v, want the parent's Err(), context.Canceled", err)
 	}
