@@ -64,7 +64,7 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 		}
 		header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
 	}
-	ws, err := r.srv.upgrader.Upgrade(r.w, r.HTTPRequest, header)
+	ws, err := r.srv.upgrader.Upgrade(guardedWriter{r.w}, r.HTTPRequest, header)
 	if err != nil {
 		return nil, fmt.Errorf("failed to accept: %w", err)
 	}

@@ -20,6 +20,9 @@ const (
 	DefaultMessageQueueSize  = 1
 )
 
+// readBufferSize is gorilla's read buffer per connection.
+const readBufferSize = 4096
+
 // finWait bounds how long a client waits for the server to close TCP after
 // the closing handshake (RFC 6455 §7.1.1 asks the server to close first).
 const finWait = time.Second

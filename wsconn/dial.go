@@ -106,25 +106,70 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	if netDial == nil {
 		netDial = (&net.Dialer{}).DialContext
 	}
+	record := func(c net.Conn) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if cancelled {
+			c.Close()
+			return context.Cause(dctx)
+		}
+		raw = c
+		return nil
+	}
+	dialRaw := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := netDial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := record(c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	d := websocket.Dialer{
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := netDial(ctx, network, addr)
+		NetDialContext:  dialRaw,
+		TLSClientConfig: opts.TLSConfig,
+		Subprotocols:    opts.Subprotocols,
+		ReadBufferSize:  readBufferSize,
+		WriteBufferPool: writeBufferPool,
+	}
+	proxyURL, err := resolveProxy(opts.Proxy, u)
+	if err != nil {
+		return nil, fmt.Errorf("failed to dial %s: %w", rawURL, err)
+	}
+	if proxyURL != nil {
+		// Through a proxy the stream starts with the proxy's own answers, so
+		// the frame guard stays out and gorilla's close checks apply.
+		d.Proxy = http.ProxyURL(proxyURL)
+	} else if u.Scheme == "ws" {
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialRaw(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if cancelled {
-				c.Close()
-				return nil, context.Cause(dctx)
+			return newFrameGuard(c, true), nil
+		}
+	} else {
+		// TLS here rather than in gorilla, so the guard reads plaintext.
+		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialRaw(ctx, network, addr)
+			if err != nil {
+				return nil, err
 			}
-			raw = c
-			return c, nil
-		},
-		Proxy:           opts.Proxy,
-		TLSClientConfig: opts.TLSConfig,
-		Subprotocols:    opts.Subprotocols,
-		WriteBufferPool: writeBufferPool,
+			cfg := opts.TLSConfig.Clone()
+			if cfg == nil {
+				cfg = &tls.Config{}
+			}
+			if cfg.ServerName == "" {
+				cfg.ServerName = u.Hostname()
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return newFrameGuard(tc, true), nil
+		}
 	}
 	stop := context.AfterFunc(dctx, func() {
 		mu.Lock()
@@ -153,6 +198,16 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	c := newConn(ws, true, cfg, path, sub, resp.Header)
 	c.trace("websocket opened", "path", path, "subprotocol", sub)
 	return c, nil
+}
+
+// resolveProxy asks proxy (if any) which proxy serves u, as gorilla would.
+func resolveProxy(proxy func(*http.Request) (*url.URL, error), u *url.URL) (*url.URL, error) {
+	if proxy == nil {
+		return nil, nil
+	}
+	hu := *u
+	hu.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
+	return proxy(&http.Request{Method: http.MethodGet, URL: &hu, Header: http.Header{}, Host: u.Host})
 }
 
 // checkResponse closes the gaps gorilla's Dialer leaves (RFC 6455 §4.1): the

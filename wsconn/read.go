@@ -118,7 +118,10 @@ func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 // readFailed classifies the error that ended the reader.
 func (c *Conn) readFailed(err error) {
 	var ce *websocket.CloseError
+	var bad *badCloseFrame
 	switch {
+	case errors.As(err, &bad):
+		c.fail(bad.code, bad.reason)
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		// The peer's Close frame; handleClose recorded and answered it.
 	case isConnError(err):

@@ -211,6 +211,12 @@ func TestBadInputFailsConnection(t *testing.T) {
 		{"reserved bit set", func(ws *websocket.Conn) {
 			ws.NetConn().Write([]byte{0x80 | 0x40 | 0x1, 1, 'x'}) // FIN, RSV1, text
 		}, wsconn.StatusProtocolError, "*"},
+		{"close frame with a 1-byte payload", func(ws *websocket.Conn) {
+			ws.NetConn().Write([]byte{0x88, 1, 0x03})
+		}, wsconn.StatusProtocolError, "close frame payload of 1 byte"},
+		{"close reason not UTF-8", func(ws *websocket.Conn) {
+			ws.NetConn().Write([]byte{0x88, 4, 0x0f, 0xa0, 0xff, 0xfe}) // 4000, "\xff\xfe"
+		}, wsconn.StatusInvalidFramePayloadData, "close reason is not valid UTF-8"},
 		{"reserved opcode", func(ws *websocket.Conn) {
 			ws.NetConn().Write([]byte{0x80 | 0x3, 0})
 		}, wsconn.StatusProtocolError, "*"},

@@ -91,6 +91,7 @@ func NewServer(h Handler, opts *ServerOptions) *Server {
 	s.cfg = newConnConfig(s.opts.DisconnectTimeout, s.opts.MaxMessageSize, s.opts.MessageQueueSize, s.opts.Logger)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: s.opts.ConnectTimeout,
+		ReadBufferSize:   readBufferSize, // so gorilla reads through the frame guard, not the hijacked reader
 		WriteBufferPool:  writeBufferPool,
 		CheckOrigin:      func(*http.Request) bool { return true }, // checked before the handler runs
 	}

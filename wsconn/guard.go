@@ -1,0 +1,183 @@
+package wsconn
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"unicode/utf8"
+)
+
+// frameGuard sits between gorilla's reader and the socket and checks the
+// two things about Close frames that gorilla gets wrong: a payload of one
+// byte (RFC 6455 §5.5.1 allows 0 or at least 2; gorilla reads it as "no
+// status") and a reason that is not UTF-8 (gorilla answers 1002; §8.1 and
+// Autobahn expect 1007). It parses frame headers as the bytes pass, skips
+// payloads in bulk, and holds back the last byte of a Close frame until its
+// payload has been checked, so gorilla never acts on a bad one: the next
+// Read returns a *badCloseFrame instead, which the reader turns into the
+// right close code.
+type frameGuard struct {
+	net.Conn
+	err error
+
+	state     int
+	tail      uint32 // last four bytes, while skipping the HTTP response
+	hdr       [14]byte
+	hdrLen    int
+	hdrNeed   int
+	remaining uint64
+	isClose   bool
+	masked    bool
+	mask      [4]byte
+	close     [maxControlPayload]byte
+	closeLen  int
+}
+
+const (
+	guardHTTP = iota // client: the upgrade response comes first
+	guardHeader
+	guardPayload
+)
+
+// badCloseFrame is what the guard reports for an invalid Close frame.
+type badCloseFrame struct {
+	code   StatusCode
+	reason string
+}
+
+func (e *badCloseFrame) Error() string { return "invalid close frame: " + e.reason }
+
+func newFrameGuard(c net.Conn, client bool) *frameGuard {
+	g := &frameGuard{Conn: c, state: guardHeader}
+	if client {
+		g.state = guardHTTP
+	}
+	return g
+}
+
+func (g *frameGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.Conn.Read(p)
+	if n > 0 {
+		if k, bad := g.scan(p[:n]); bad != nil {
+			g.err = bad
+			if k == 0 {
+				return 0, bad
+			}
+			return k, nil
+		}
+	}
+	return n, err
+}
+
+// scan advances the parser over b. On a bad Close frame it returns how many
+// bytes of b may still be handed on (all but the frame's last byte).
+func (g *frameGuard) scan(b []byte) (int, error) {
+	for i := 0; i < len(b); {
+		switch g.state {
+		case guardHTTP:
+			g.tail = g.tail<<8 | uint32(b[i])
+			i++
+			if g.tail == 0x0d0a0d0a { // end of the response headers
+				g.state, g.hdrLen = guardHeader, 0
+			}
+		case guardHeader:
+			g.hdr[g.hdrLen] = b[i]
+			g.hdrLen++
+			i++
+			if g.hdrLen == 2 {
+				g.hdrNeed = 2
+				switch g.hdr[1] & 0x7f {
+				case 126:
+					g.hdrNeed += 2
+				case 127:
+					g.hdrNeed += 8
+				}
+				g.masked = g.hdr[1]&0x80 != 0
+				if g.masked {
+					g.hdrNeed += 4
+				}
+			}
+			if g.hdrLen >= 2 && g.hdrLen == g.hdrNeed {
+				g.startPayload()
+			}
+		case guardPayload:
+			take := uint64(len(b) - i)
+			if take > g.remaining {
+				take = g.remaining
+			}
+			if g.isClose {
+				for _, c := range b[i : i+int(take)] {
+					if g.masked {
+						c ^= g.mask[g.closeLen%4]
+					}
+					g.close[g.closeLen] = c
+					g.closeLen++
+				}
+			}
+			i += int(take)
+			g.remaining -= take
+			if g.remaining == 0 {
+				if g.isClose {
+					if err := checkClosePayload(g.close[:g.closeLen]); err != nil {
+						return i - 1, err
+					}
+				}
+				g.state, g.hdrLen = guardHeader, 0
+			}
+		}
+	}
+	return len(b), nil
+}
+
+func (g *frameGuard) startPayload() {
+	n := uint64(g.hdr[1] & 0x7f)
+	ext := 2
+	switch n {
+	case 126:
+		n = uint64(g.hdr[2])<<8 | uint64(g.hdr[3])
+		ext = 4
+	case 127:
+		n = 0
+		for _, c := range g.hdr[2:10] {
+			n = n<<8 | uint64(c)
+		}
+		ext = 10
+	}
+	if g.masked {
+		copy(g.mask[:], g.hdr[ext:ext+4])
+	}
+	// Oversized or fragmented control frames are gorilla's to reject.
+	g.isClose = g.hdr[0]&0x0f == 0x8 && g.hdr[0]&0x80 != 0 && n <= maxControlPayload
+	g.closeLen = 0
+	g.remaining = n
+	g.state, g.hdrLen = guardPayload, 0
+	if n == 0 {
+		g.state = guardHeader
+	}
+}
+
+func checkClosePayload(p []byte) error {
+	switch {
+	case len(p) == 1:
+		return &badCloseFrame{StatusProtocolError, "close frame payload of 1 byte"}
+	case len(p) >= 2 && !utf8.Valid(p[2:]):
+		return &badCloseFrame{StatusInvalidFramePayloadData, "close reason is not valid UTF-8"}
+	}
+	return nil
+}
+
+// guardedWriter hands gorilla's Upgrade a guarded connection on Hijack.
+type guardedWriter struct {
+	http.ResponseWriter
+}
+
+func (w guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return newFrameGuard(c, false), brw, nil
+}
