@@ -1,0 +1,167 @@
+package broadcast_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsnursery/wsnursery/nursery"
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testTimeout bounds every wait in this package's tests.
+const testTimeout = 20 * time.Second
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// smallSendBuf shrinks the kernel send buffer of each accepted connection,
+// so that a peer that stops reading stalls the server's writes after a few
+// kilobytes rather than megabytes.
+type smallSendBuf struct{ net.Listener }
+
+func (l smallSendBuf) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// startServer serves on 127.0.0.1 until the test ends. Each accepted
+// connection runs handle in a nursery next to a task that drains Receive
+// (discarding what the client sends), so the connection notices the
+// client's Close; the handler returns once both have returned.
+func startServer(t *testing.T, handle func(ctx context.Context, c *wsconn.Conn) error) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
+			n.Go(func(ctx context.Context) error { return handle(ctx, c) })
+			for {
+				if _, err := c.Receive(ctx); err != nil {
+					return nil
+				}
+			}
+		})
+	}, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, smallSendBuf{ln}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve returned %v, want context.Canceled", err)
+		}
+	})
+	return "ws://" + ln.Addr().String() + "/"
+}
+
+// dial connects a client that is closed when the test ends.
+func dial(t *testing.T, ctx context.Context, url string, opts *wsconn.DialOptions) *wsconn.Conn {
+	t.Helper()
+	c, err := wsconn.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Close(cctx, wsconn.StatusNormalClosure, "")
+	})
+	return c
+}
+
+// slowClientOptions give a client a tiny kernel receive buffer: while it
+// does not call Receive, the server's writes to it stall within kilobytes.
+func slowClientOptions() *wsconn.DialOptions {
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	return &wsconn.DialOptions{NetDialContext: d.DialContext, DisconnectTimeout: 5 * time.Second}
+}
+
+// numbered is message i: its number in 8 digits, padded to size bytes.
+func numbered(i, size int) wsconn.Message {
+	b := make([]byte, size)
+	for j := range b {
+		b[j] = '.'
+	}
+	copy(b, []byte(strconv.Itoa(100000000 + i)[1:]))
+	return wsconn.Message{Type: wsconn.Text, Data: b}
+}
+
+// number returns the number of a message made by numbered.
+func number(t *testing.T, m wsconn.Message) int {
+	t.Helper()
+	if len(m.Data) < 8 {
+		t.Fatalf("message %q is not numbered", m.Data)
+	}
+	i, err := strconv.Atoi(string(m.Data[:8]))
+	if err != nil {
+		t.Fatalf("message %q is not numbered", m.Data[:8])
+	}
+	return i
+}
+
+func expectNumber(t *testing.T, ctx context.Context, c *wsconn.Conn, want int) {
+	t.Helper()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatalf("Receive: %v (waiting for message %d)", err, want)
+	}
+	if got := number(t, m); got != want {
+		t.Fatalf("got message %d, want %d", got, want)
+	}
+}
+
+func expectText(t *testing.T, ctx context.Context, c *wsconn.Conn, want string) {
+	t.Helper()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatalf("Receive: %v (waiting for %q)", err, want)
+	}
+	if m.Type != wsconn.Text || string(m.Data) != want {
+		t.Fatalf("got %v %q, want text %q", m.Type, m.Data, want)
+	}
+}
+
+func text(s string) wsconn.Message { return wsconn.Message{Type: wsconn.Text, Data: []byte(s)} }
+
+// recv waits for a value from ch, bounded by ctx.
+func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("timed out waiting: %v", ctx.Err())
+		panic("unreachable")
+	}
+}
