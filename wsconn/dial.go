@@ -273,15 +273,16 @@ func Open(ctx context.Context, url string, opts *DialOptions, fn func(ctx contex
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	c.afterDone(func() { cancel(c.closedErr()) })
-	var closeErr error
 	defer func() {
-		// Also on a panic in fn: the connection never outlives Open.
-		if closeErr == nil {
-			c.Close(context.WithoutCancel(ctx), StatusNormalClosure, "")
+		if v := recover(); v != nil {
+			c.Close(context.WithoutCancel(ctx), StatusInternalError, "")
+			panic(v)
 		}
 	}()
 	fnErr := fn(fnCtx, c)
-	closeErr = c.Close(context.WithoutCancel(ctx), StatusNormalClosure, "")
+	// The closing handshake runs even when ctx is cancelled, bounded by
+	// DisconnectTimeout.
+	closeErr := c.Close(context.WithoutCancel(ctx), StatusNormalClosure, "")
 	if fnErr != nil {
 		return fnErr
 	}
