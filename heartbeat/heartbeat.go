@@ -1,0 +1,157 @@
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// ErrTooSlow is matched, through errors.Is, by the error [Run] returns when
+// the peer does not answer a ping within the timeout.
+var ErrTooSlow = errors.New("heartbeat: peer too slow to answer ping")
+
+// A Pinger sends a ping and waits for the matching pong.
+//
+// Ping must return once the pong has arrived (nil), once ctx is done (any
+// error; the heartbeat works out the reason itself), or once the connection
+// has failed (an error describing that). Run passes a nil payload, which
+// lets the connection choose one.
+type Pinger interface {
+	Ping(ctx context.Context, payload []byte) error
+}
+
+// Options configures [RunWithOptions].
+type Options struct {
+	// Timeout is how long each ping may wait for its pong. It must be
+	// positive.
+	Timeout time.Duration
+
+	// Interval is the pause between a pong and the next ping. It must not
+	// be negative; zero pings again at once.
+	Interval time.Duration
+
+	// Jitter spreads the pauses, so that many connections started together
+	// do not ping in step: each pause is drawn uniformly between
+	// Interval×(1−Jitter) and Interval×(1+Jitter). It must be within
+	// [0, 1]; zero, the default, pauses exactly Interval.
+	Jitter float64
+
+	// OnRTT, if not nil, is called after each answered ping with the time
+	// from sending the ping to receiving the pong. It runs on the
+	// heartbeat's goroutine, so a slow OnRTT delays the next ping.
+	OnRTT func(rtt time.Duration)
+}
+
+// Run keeps checking that the peer of ws is alive, until it is not or ctx
+// is done. It is the same as [RunWithOptions] with only Timeout and Interval
+// set; see there for the details.
+func Run(ctx context.Context, ws Pinger, timeout, interval time.Duration) error {
+	return RunWithOptions(ctx, ws, &Options{Timeout: timeout, Interval: interval})
+}
+
+// RunWithOptions pings ws at once, waits up to opts.Timeout for the pong,
+// pauses opts.Interval, and repeats. It always returns a non-nil error:
+//
+//   - if a pong does not arrive in time, an error that matches [ErrTooSlow]
+//     and gives the timeout;
+//   - if Ping fails in time, that error, unchanged (a closed connection, for
+//     instance);
+//   - if ctx is done, ctx.Err(), promptly — also when Ping fails or times
+//     out because of it, so a parent's deadline is never mistaken for a
+//     slow peer;
+//   - if the arguments are invalid, an error saying so, before any ping.
+//
+// The usual place for RunWithOptions is a task next to the connection's
+// reader in a nursery: its failure then cancels the reader, and the reader's
+// failure cancels it.
+func RunWithOptions(ctx context.Context, ws Pinger, opts *Options) error {
+	if err := check(ws, opts); err != nil {
+		return err
+	}
+	tooSlow := fmt.Errorf("%w: no pong within %v", ErrTooSlow, opts.Timeout)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rtt, err := ping(ctx, ws, opts.Timeout, tooSlow)
+		if err != nil {
+			return err
+		}
+		if opts.OnRTT != nil {
+			opts.OnRTT(rtt)
+		}
+		if err := pause(ctx, opts.Interval, opts.Jitter); err != nil {
+			return err
+		}
+	}
+}
+
+func check(ws Pinger, opts *Options) error {
+	switch {
+	case ws == nil:
+		return errors.New("heartbeat: nil Pinger")
+	case opts == nil:
+		return errors.New("heartbeat: nil Options")
+	case opts.Timeout <= 0:
+		return fmt.Errorf("heartbeat: timeout must be positive, not %v", opts.Timeout)
+	case opts.Interval < 0:
+		return fmt.Errorf("heartbeat: interval must not be negative, not %v", opts.Interval)
+	case !(opts.Jitter >= 0 && opts.Jitter <= 1): // also catches NaN
+		return fmt.Errorf("heartbeat: jitter must be within [0, 1], not %v", opts.Jitter)
+	}
+	return nil
+}
+
+// ping does one round: it sends a ping and reports the round-trip time, or
+// why there was no pong in time. tooSlow is the error for a late pong; it is
+// also the cause of the round's context, which is how a late pong is told
+// apart from everything else.
+func ping(ctx context.Context, ws Pinger, timeout time.Duration, tooSlow error) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	pctx := ctx
+	// If the parent's deadline comes first, or at the same moment, it is the
+	// only deadline of the round: a timeout is then the parent's, whichever
+	// timer the runtime happens to fire first.
+	if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithDeadlineCause(ctx, deadline, tooSlow)
+		defer cancel()
+	}
+	err := ws.Ping(pctx, nil)
+	rtt := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return 0, err // the parent first: its cancellation is never our failure
+	}
+	if context.Cause(pctx) == tooSlow {
+		// The deadline passed, whatever Ping made of it: an error wrapping
+		// the context's, a connection error caused by it, or even a pong
+		// that came too late.
+		return 0, tooSlow
+	}
+	if err != nil {
+		return 0, err
+	}
+	return rtt, nil
+}
+
+// pause waits for the interval, spread by jitter, or until ctx is done.
+func pause(ctx context.Context, interval time.Duration, jitter float64) error {
+	d := interval
+	if jitter > 0 && interval > 0 {
+		d = time.Duration(float64(interval) * (1 + jitter*(2*rand.Float64()-1)))
+	}
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
