@@ -1,0 +1,98 @@
+package wsbench_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/wsnursery/wsnursery/bench/internal/wsbench"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if wsbench.RunRole() {
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestWorkloads runs every workload a few times against every library's
+// in-process server, checking the harness itself.
+func TestWorkloads(t *testing.T) {
+	srv, err := wsbench.StartServers(wsbench.AllLibs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, lib := range wsbench.AllLibs() {
+		t.Run(lib.Name, func(t *testing.T) {
+			addr := srv.Addrs[lib.Name]
+			dial := func(path string, reader bool) wsbench.Client {
+				t.Helper()
+				c, err := wsbench.Dial(ctx, lib, wsbench.DialConfig{Addr: addr, Path: path, Reader: reader})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				return c
+			}
+			for _, size := range []int{0, 16, 64 << 10} {
+				p := wsbench.Payload(size)
+				c := dial("/echo", false)
+				if err := wsbench.RoundTrips(ctx, c, p, make([]time.Duration, 3)); err != nil {
+					t.Fatalf("echo %d B: %v", size, err)
+				}
+				if _, err := wsbench.Pipeline(ctx, c, p, 50); err != nil {
+					t.Fatalf("pipeline %d B: %v", size, err)
+				}
+				if n, _, err := wsbench.PipelineFor(ctx, c, p, 5*time.Millisecond); err != nil || n == 0 {
+					t.Fatalf("pipeline for 5ms, %d B: %d messages, %v", size, n, err)
+				}
+				if err := wsbench.SinkRun(ctx, dial("/sink", false), p, 20); err != nil {
+					t.Fatalf("sink %d B: %v", size, err)
+				}
+				if err := wsbench.SourceRun(ctx, dial("/source", false), 20, size); err != nil {
+					t.Fatalf("source %d B: %v", size, err)
+				}
+			}
+			c := dial("/echo", true)
+			err := wsbench.Pings(ctx, c, make([]time.Duration, 3))
+			if lib.HasPing() && err != nil {
+				t.Fatalf("ping: %v", err)
+			}
+			if !lib.HasPing() && !errors.Is(err, wsbench.ErrUnsupported) {
+				t.Fatalf("ping: got %v, want ErrUnsupported", err)
+			}
+			if err := wsbench.RoundTrips(ctx, c, wsbench.Payload(16), make([]time.Duration, 3)); err != nil {
+				t.Fatalf("echo through the reader goroutine: %v", err)
+			}
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	d := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	if got := wsbench.Percentile(d, 0.5); got != 6 {
+		t.Errorf("p50 = %v, want 6", got)
+	}
+	if got := wsbench.Percentile(d, 0.99); got != 10 {
+		t.Errorf("p99 = %v, want 10", got)
+	}
+	if got := wsbench.Percentile(nil, 0.5); got != 0 {
+		t.Errorf("p50 of nothing = %v, want 0", got)
+	}
+}
+
+func TestLookupLibs(t *testing.T) {
+	libs, err := wsbench.LookupLibs("gorilla, wsconn-q16")
+	if err != nil || len(libs) != 2 || libs[1].QueueSize != 16 {
+		t.Fatalf("LookupLibs = %v, %v", libs, err)
+	}
+	if _, err := wsbench.LookupLibs("nope"); err == nil {
+		t.Fatal("LookupLibs(nope) succeeded")
+	}
+}
