@@ -33,14 +33,14 @@ var offered = []string{"chat.unknown", subprotocol}
 
 // The values our side uses.
 const (
-	goCloseCode      = 4001
-	goCloseReason    = "go-bye ✓"
-	goRejectStatus   = http.StatusForbidden
-	goRejectHeader   = "go-says-no"
-	goRejectBody     = "rejected by wsnursery"
-	maxMessageSize   = 1 << 20
-	pingTimeout      = 10 * time.Second
-	pingedText       = "pinged" // what a peer sends once its own ping got its pong
+	goCloseCode    = 4001
+	goCloseReason  = "go-bye ✓"
+	goRejectStatus = http.StatusForbidden
+	goRejectHeader = "go-says-no"
+	goRejectBody   = "rejected by wsnursery"
+	maxMessageSize = 1 << 20
+	pingTimeout    = 10 * time.Second
+	pingedText     = "pinged" // what a peer sends once its own ping got its pong
 )
 
 var goPing = []byte("go-ping\x00\xfe")
