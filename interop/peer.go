@@ -32,9 +32,80 @@ type Event struct {
 	Detail      string  `json:"detail,omitempty"`
 }
 
+// Events collects observations and hands them out by kind: a peer's output
+// lines, or a browser page's reports. The zero value is not usable; use
+// NewEvents.
+type Events struct {
+	mu      sync.Mutex
+	events  []Event // added and not yet taken by Next
+	changed chan struct{}
+	ended   error // non-nil once no more events will come
+}
+
+// NewEvents returns an empty, open collection.
+func NewEvents() *Events { return &Events{changed: make(chan struct{})} }
+
+// Add records e and wakes Next callers.
+func (s *Events) Add(e Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+	s.notifyLocked()
+}
+
+// End says no more events will come, because of why: Next then fails
+// instead of waiting when nothing matches.
+func (s *Events) End(why error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		s.ended = why
+		s.notifyLocked()
+	}
+}
+
+// Next returns the first event added and not yet taken for which match
+// reports true (any event when match is nil), waiting for it until ctx ends
+// or End is called. Events that do not match stay for later calls.
+func (s *Events) Next(ctx context.Context, match func(Event) bool) (Event, error) {
+	for {
+		s.mu.Lock()
+		for i, e := range s.events {
+			if match == nil || match(e) {
+				s.events = append(s.events[:i], s.events[i+1:]...)
+				s.mu.Unlock()
+				return e, nil
+			}
+		}
+		changed, ended := s.changed, s.ended
+		s.mu.Unlock()
+		if ended != nil {
+			return Event{}, fmt.Errorf("no awaited event: %w", ended)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return Event{}, fmt.Errorf("failed to wait for an event: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// Unconsumed returns the events added and not taken by Next.
+func (s *Events) Unconsumed() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Event(nil), s.events...)
+}
+
+func (s *Events) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
 // Peer is a running peer program. Its standard output is parsed into events
 // as it arrives; its standard error is kept for diagnostics.
 type Peer struct {
+	*Events
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -42,9 +113,7 @@ type Peer struct {
 	exited chan struct{} // closed once the process has been waited for
 
 	mu      sync.Mutex
-	events  []Event // printed and not yet taken by Next
-	partial []byte  // an incomplete last output line
-	changed chan struct{}
+	partial []byte // an incomplete last output line
 	waitErr error
 }
 
@@ -58,7 +127,7 @@ func Start(ctx context.Context, name string, args []string, env []string) (*Peer
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	cmd.WaitDelay = 2 * time.Second
-	p := &Peer{name: name, cmd: cmd, exited: make(chan struct{}), changed: make(chan struct{})}
+	p := &Peer{Events: NewEvents(), name: name, cmd: cmd, exited: make(chan struct{})}
 	cmd.Stdout = (*eventWriter)(p)
 	cmd.Stderr = &p.stderr
 	stdin, err := cmd.StdinPipe()
@@ -74,11 +143,11 @@ func Start(ctx context.Context, name string, args []string, env []string) (*Peer
 		p.mu.Lock()
 		p.waitErr = err
 		if len(p.partial) > 0 {
-			p.appendLocked(p.partial)
+			p.addLine(p.partial)
 			p.partial = nil
 		}
-		p.notifyLocked()
 		p.mu.Unlock()
+		p.End(fmt.Errorf("peer %s exited (%v); stderr:\n%s", name, exitStatus(err), p.Stderr()))
 		close(p.exited)
 	}()
 	return p, nil
@@ -99,36 +168,20 @@ func killGroup(cmd *exec.Cmd) error {
 // Pid returns the peer's process id, which is also its process group id.
 func (p *Peer) Pid() int { return p.cmd.Process.Pid }
 
-// Next returns the first event printed and not yet taken for which match
-// reports true (any event when match is nil), waiting for it until ctx ends.
-// Events that do not match stay for later calls. It fails once the peer has
-// exited without printing a matching event.
+// Next is Events.Next; its error carries the peer's standard error.
 func (p *Peer) Next(ctx context.Context, match func(Event) bool) (Event, error) {
-	for {
-		p.mu.Lock()
-		for i, e := range p.events {
-			if match == nil || match(e) {
-				p.events = append(p.events[:i], p.events[i+1:]...)
-				p.mu.Unlock()
-				return e, nil
-			}
-		}
-		changed := p.changed
-		select {
-		case <-p.exited:
-			err := p.waitErr
-			p.mu.Unlock()
-			return Event{}, fmt.Errorf("peer %s exited (%v) without the awaited event; stderr:\n%s", p.name, err, p.Stderr())
-		default:
-		}
-		p.mu.Unlock()
-		select {
-		case <-changed:
-		case <-p.exited:
-		case <-ctx.Done():
-			return Event{}, fmt.Errorf("failed to wait for an event from %s: %w; stderr:\n%s", p.name, context.Cause(ctx), p.Stderr())
-		}
+	e, err := p.Events.Next(ctx, match)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w; %s stderr so far:\n%s", err, p.name, p.Stderr())
 	}
+	return e, err
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
 }
 
 // Wait waits until the peer exits by itself and returns its exit error
@@ -165,13 +218,6 @@ func (p *Peer) Stop(grace time.Duration) {
 // Stderr returns what the peer wrote to standard error so far.
 func (p *Peer) Stderr() string { return p.stderr.String() }
 
-// Unconsumed returns the events printed and not taken by Next.
-func (p *Peer) Unconsumed() []Event {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]Event(nil), p.events...)
-}
-
 // eventWriter is the peer's standard output: it parses whole lines.
 type eventWriter Peer
 
@@ -185,14 +231,14 @@ func (w *eventWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		p.appendLocked(p.partial[:i])
+		p.addLine(p.partial[:i])
 		p.partial = p.partial[i+1:]
 	}
-	p.notifyLocked()
 	return len(b), nil
 }
 
-func (p *Peer) appendLocked(line []byte) {
+// addLine parses one output line into an event.
+func (p *Peer) addLine(line []byte) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return
@@ -201,12 +247,7 @@ func (p *Peer) appendLocked(line []byte) {
 	if err := json.Unmarshal(line, &e); err != nil || e.Event == "" {
 		e = Event{Event: "unparsed", Detail: string(line)}
 	}
-	p.events = append(p.events, e)
-}
-
-func (p *Peer) notifyLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
+	p.Add(e)
 }
 
 type lockedBuffer struct {
