@@ -175,12 +175,15 @@ func checkTooSlow(t *testing.T, err error, timeout string) {
 func TestPongAfterDeadlineIsTooSlow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// A Pinger that ignores ctx and reports a pong that came too late.
-		ws := newFake(func(context.Context, int) error {
+		ws := newFake(then(1, func(context.Context, int) error {
 			time.Sleep(3 * time.Second)
 			return nil
-		})
+		}, func(context.Context, int) error { return &closedError{} }))
 		err := heartbeat.Run(context.Background(), ws, time.Second, 5*time.Second)
 		checkTooSlow(t, err, "1s")
+		if n := len(ws.pings()); n != 1 {
+			t.Errorf("%d pings sent, want 1", n)
+		}
 	})
 }
 
@@ -301,6 +304,9 @@ func TestParentDeadlineIsNotTooSlow(t *testing.T) {
 	}
 }
 
+// unexpected fails any ping: with invalid arguments none may be sent.
+func unexpected(context.Context, int) error { return errors.New("unexpected ping") }
+
 func TestInvalidArguments(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -320,7 +326,7 @@ func TestInvalidArguments(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				ws := newFake(pongAfter(0))
+				ws := newFake(unexpected)
 				var p heartbeat.Pinger = ws
 				if tt.nilWS {
 					p = nil
@@ -341,7 +347,7 @@ func TestInvalidArguments(t *testing.T) {
 }
 
 func TestRunRejectsBadArguments(t *testing.T) {
-	ws := newFake(pongAfter(0))
+	ws := newFake(unexpected)
 	for _, args := range [][2]time.Duration{{0, time.Second}, {-1, time.Second}, {time.Second, -1}} {
 		if err := heartbeat.Run(context.Background(), ws, args[0], args[1]); err == nil {
 			t.Errorf("Run(timeout %v, interval %v) = nil, want an error", args[0], args[1])

@@ -320,21 +320,25 @@ func TestFirstPanicIsReported(t *testing.T) {
 }
 
 func TestTaskGoexit(t *testing.T) {
-	var seen error
-	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
-		n.Go(waitAndEcho(&seen))
-		n.Go(func(ctx context.Context) error {
-			runtime.Goexit()
+	// In a bubble, so that a nursery left waiting on the cancelled sibling
+	// fails as a deadlock at once.
+	synctest.Test(t, func(t *testing.T) {
+		var seen error
+		err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
+			n.Go(waitAndEcho(&seen))
+			n.Go(func(ctx context.Context) error {
+				runtime.Goexit()
+				return nil
+			})
 			return nil
 		})
-		return nil
+		if err == nil || !strings.Contains(err.Error(), "Goexit") {
+			t.Fatalf("Run = %v, want an error about runtime.Goexit", err)
+		}
+		if seen != err {
+			t.Errorf("sibling saw cause %v, want %v", seen, err)
+		}
 	})
-	if err == nil || !strings.Contains(err.Error(), "Goexit") {
-		t.Fatalf("Run = %v, want an error about runtime.Goexit", err)
-	}
-	if seen != err {
-		t.Errorf("sibling saw cause %v, want %v", seen, err)
-	}
 }
 
 func TestBodyGoexitStillWaitsForTasks(t *testing.T) {
