@@ -1,0 +1,455 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsnursery/wsnursery/examples/internal/extest"
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.Cleanup(extest.Cleanup)) }
+
+// runClient runs the client binary with stdin and args to its end and
+// returns its stdout, stderr and exit code.
+func runClient(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	p := extest.Start(t, strings.NewReader(stdin), extest.Build(t, "."), args...)
+	code = p.Wait(t)
+	return p.Stdout(), p.Stderr(), code
+}
+
+// matchLines checks that text consists of lines matching res, in order.
+func matchLines(t *testing.T, what, text string, res ...string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) != len(res) {
+		t.Fatalf("%s has %d lines, want %d:\n%s", what, len(lines), len(res), text)
+	}
+	for i, re := range res {
+		if !regexp.MustCompile("^" + re + "$").MatchString(lines[i]) {
+			t.Fatalf("%s line %d = %q, want it to match %q; all of it:\n%s", what, i+1, lines[i], re, text)
+		}
+	}
+}
+
+// TestSessionScript is the issue's acceptance test: the script a user can
+// run, fed to the client binary against the server binary.
+func TestSessionScript(t *testing.T) {
+	srv, url := extest.StartServer(t, extest.Build(t, "../server"))
+	script, err := os.ReadFile("testdata/session.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runClient(t, string(script), url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	matchLines(t, "stdout", stdout,
+		`< hello`,
+		`pong after [0-9.]+(µs|ms|s)`,
+		`pong after [0-9.]+(µs|ms|s)`)
+	matchLines(t, "stderr", stderr,
+		regexp.QuoteMeta(`connected to `+url+` (type "help" for the commands)`),
+		regexp.QuoteMeta(`closed: 4000 (private): "bye"`))
+	srv.WaitStderr(t, regexp.MustCompile(`msg="connection closed" remote=\S+ messages=1 duration=\S+ code=4000 reason=bye`))
+}
+
+// TestBareScript runs the three commands of the issue without "wait":
+// the echo may or may not arrive before the close, everything else is fixed.
+func TestBareScript(t *testing.T) {
+	_, url := extest.StartServer(t, extest.Build(t, "../server"))
+	stdout, stderr, code := runClient(t, "send hello\nping\nclose 4000 bye\n", url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	stdout = strings.Replace(stdout, "< hello\n", "", 1)
+	matchLines(t, "stdout", stdout, `pong after \S+`)
+	if !strings.HasSuffix(stderr, "closed: 4000 (private): \"bye\"\n") {
+		t.Fatalf("stderr does not end with the close:\n%s", stderr)
+	}
+}
+
+// TestEndOfInput: EOF closes with 1000 and exits 0.
+func TestEndOfInput(t *testing.T) {
+	srv, url := extest.StartServer(t, extest.Build(t, "../server"))
+	stdout, stderr, code := runClient(t, "send one\nwait\n\n# done\n", url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	matchLines(t, "stdout", stdout, `< one`)
+	if !strings.HasSuffix(stderr, "closed: 1000 (normal closure)\n") {
+		t.Fatalf("stderr does not end with the close:\n%s", stderr)
+	}
+	srv.WaitStderr(t, regexp.MustCompile(`msg="connection closed" .*messages=1 .*code=1000`))
+}
+
+// TestServerShutdown: SIGTERM to the server closes the client with 1001;
+// both exit 0.
+func TestServerShutdown(t *testing.T) {
+	srv, url := extest.StartServer(t, extest.Build(t, "../server"))
+	stdin, w := pipe(t)
+	client := extest.Start(t, stdin, extest.Build(t, "."), url)
+	stdin.Close()
+	if _, err := io.WriteString(w, "send before shutdown\n"); err != nil {
+		t.Fatal(err)
+	}
+	client.WaitStdout(t, regexp.MustCompile(`< before shutdown\n`))
+	srv.Signal(t, syscall.SIGTERM)
+	if code := client.Wait(t); code != 0 {
+		t.Fatalf("client exit code %d; stderr:\n%s", code, client.Stderr())
+	}
+	if code := srv.Wait(t); code != 0 {
+		t.Fatalf("server exit code %d; stderr:\n%s", code, srv.Stderr())
+	}
+	if !strings.HasSuffix(client.Stderr(), "connection closed: 1001 (going away): \"server shutting down\"\n") {
+		t.Fatalf("client stderr does not end with the 1001 close:\n%s", client.Stderr())
+	}
+	matchLines(t, "client stdout", client.Stdout(), `< before shutdown`)
+	log := srv.Stderr()
+	for _, want := range []string{`msg="shutting down: closing connections with 1001 (going away)" open=1`, `code=1001 reason="server shutting down"`, `msg="server stopped"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("server log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	stdout, stderr, code := runClient(t, "send x\n", "ws://"+addr+"/")
+	if code != 1 || stdout != "" {
+		t.Fatalf("exit code %d, stdout %q; want 1 and nothing", code, stdout)
+	}
+	matchLines(t, "stderr", stderr, `client: failed to connect: failed to dial ws://`+regexp.QuoteMeta(addr)+`/: .*connection refused`)
+}
+
+func TestRejectedOrigin(t *testing.T) {
+	_, url := extest.StartServer(t, extest.Build(t, "../server"))
+	_, stderr, code := runClient(t, "", "-origin", "http://elsewhere.test", url)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	matchLines(t, "stderr", stderr, regexp.QuoteMeta("client: failed to connect to "+url+": server rejected the handshake with HTTP 403 Forbidden: origin not allowed"))
+}
+
+func TestSubprotocol(t *testing.T) {
+	_, url := extest.StartServer(t, extest.Build(t, "../server"), "-subprotocol", "echo.v2", "-subprotocol", "chat")
+	_, stderr, code := runClient(t, "", "-subprotocol", "other", "-subprotocol", "chat", "-subprotocol", "echo.v2", url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, `connected to `+url+`, subprotocol "chat" `) {
+		t.Fatalf("stderr does not name the subprotocol:\n%s", stderr)
+	}
+}
+
+func TestBadCommands(t *testing.T) {
+	_, url := extest.StartServer(t, extest.Build(t, "../server"))
+	_, stderr, code := runClient(t, "frobnicate\nclose 999\nclose abc\nwait 1ms\nclose 4001 see you\n", url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	matchLines(t, "stderr", stderr,
+		`connected to .*`,
+		regexp.QuoteMeta(`unknown command "frobnicate"; type "help" for the commands`),
+		regexp.QuoteMeta(`close: failed to close: status code 999 may not be sent`),
+		regexp.QuoteMeta(`close: bad code "abc" (want e.g. close 1000 bye)`),
+		regexp.QuoteMeta(`wait failed: no message within 1ms`),
+		regexp.QuoteMeta(`closed: 4001 (private): "see you"`))
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"-heartbeat=1s", "ws://x/"}, {"ws://a/", "ws://b/"}} {
+		_, stderr, code := runClient(t, "", args...)
+		if code != 2 || !strings.Contains(stderr, "usage: client [flags] URL") {
+			t.Errorf("args %q: exit code %d, want 2 and the usage; stderr:\n%s", args, code, stderr)
+		}
+	}
+}
+
+// TestTrace: -trace logs wsconn's debug records on stderr.
+func TestTrace(t *testing.T) {
+	_, url := extest.StartServer(t, extest.Build(t, "../server"))
+	_, stderr, code := runClient(t, "send x\nwait\n", "-trace", url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{`level=DEBUG msg="websocket opened"`, `level=DEBUG msg="websocket message received"`, `level=DEBUG msg="websocket closing" side=client`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestTLS: a wss:// server with a self-signed certificate is refused
+// without -insecure and works with it.
+func TestTLS(t *testing.T) {
+	certFile, keyFile := selfSigned(t)
+	_, url := extest.StartServer(t, extest.Build(t, "../server"), "-tls-cert", certFile, "-tls-key", keyFile)
+	if !strings.HasPrefix(url, "wss://") {
+		t.Fatalf("server URL %q is not wss://", url)
+	}
+	_, stderr, code := runClient(t, "", url)
+	if code != 1 || !strings.Contains(stderr, "certificate") {
+		t.Fatalf("without -insecure: exit code %d, want 1 and a certificate error; stderr:\n%s", code, stderr)
+	}
+	stdout, stderr, code := runClient(t, "send secret\nwait\n", "-insecure", url)
+	if code != 0 {
+		t.Fatalf("with -insecure: exit code %d; stderr:\n%s", code, stderr)
+	}
+	matchLines(t, "stdout", stdout, `< secret`)
+}
+
+// TestHeadersAndProxy: -header and -origin reach the server, through the
+// -proxy.
+func TestHeadersAndProxy(t *testing.T) {
+	url := startHeaderServer(t)
+	proxy := startProxy(t)
+	stdout, stderr, code := runClient(t, "wait\n",
+		"-header", "X-Demo: one", "-header", "x-demo:two", "-origin", "http://origin.test",
+		"-proxy", "http://"+proxy.addr, url)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	matchLines(t, "stdout", stdout, regexp.QuoteMeta(`< X-Demo=[one two] Origin=[http://origin.test]`))
+	if got, want := proxy.target(), strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/"); got != want {
+		t.Fatalf("proxy CONNECT target = %q, want %q", got, want)
+	}
+}
+
+// TestHeartbeat: a server that stops reading stops answering pings; the
+// client's heartbeat notices and the client exits 1.
+func TestHeartbeat(t *testing.T) {
+	url := startStallingServer(t)
+	stdin, w := pipe(t)
+	client := extest.Start(t, stdin, extest.Build(t, "."), "-heartbeat=300ms,50ms", url)
+	stdin.Close()
+	if _, err := io.WriteString(w, "send 1\nsend 2\nsend 3\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code := client.Wait(t); code != 1 {
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, client.Stderr())
+	}
+	stderr := client.Stderr()
+	for _, want := range []string{"the server did not answer a ping within 300ms\n", "client: " /* the heartbeat's error */} {
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// startHeaderServer serves one message per connection naming the X-Demo and
+// Origin headers of the handshake.
+func startHeaderServer(t *testing.T) string {
+	return startServer(t, func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := c.SendText(ctx, "X-Demo=["+strings.Join(r.Header.Values("X-Demo"), " ")+"] Origin=["+r.Header.Get("Origin")+"]"); err != nil {
+			return err
+		}
+		_, err = c.Receive(ctx) // until the client closes
+		if errors.Is(err, wsconn.ErrConnectionClosed) || ctx.Err() != nil {
+			return nil
+		}
+		return err
+	})
+}
+
+// startStallingServer accepts and then never reads, so that once the
+// connection's queue is full its pings go unanswered.
+func startStallingServer(t *testing.T) string {
+	return startServer(t, func(ctx context.Context, r *wsconn.Request) error {
+		if _, err := r.Accept(ctx, nil); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	})
+}
+
+func startServer(t *testing.T, h wsconn.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := wsconn.NewServer(h, &wsconn.ServerOptions{
+		CheckOrigin:       func(*http.Request) bool { return true },
+		DisconnectTimeout: time.Second,
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ctx, ln)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return "ws://" + ln.Addr().String() + "/"
+}
+
+// testProxy is an HTTP CONNECT proxy for 127.0.0.1 that records where it
+// was asked to connect.
+type testProxy struct {
+	addr string
+	mu   sync.Mutex
+	host string
+}
+
+func (p *testProxy) target() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.host
+}
+
+func startProxy(t *testing.T) *testProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testProxy{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c)
+	}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			wg.Go(func() { p.serve(c, track) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *testProxy) serve(c net.Conn, track func(net.Conn)) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req, err := http.ReadRequest(br)
+	if err != nil || req.Method != http.MethodConnect {
+		return
+	}
+	p.mu.Lock()
+	p.host = req.Host
+	p.mu.Unlock()
+	host, _, err := net.SplitHostPort(req.Host)
+	if err != nil || host != "127.0.0.1" { // loopback only
+		io.WriteString(c, "HTTP/1.1 403 Forbidden\r\n\r\n")
+		return
+	}
+	up, err := net.Dial("tcp", req.Host)
+	if err != nil {
+		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\n\r\n")
+		return
+	}
+	track(up)
+	defer up.Close()
+	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		io.Copy(up, br)
+		up.Close()
+		close(done)
+	}()
+	io.Copy(c, up)
+	c.Close()
+	<-done
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// the files' paths.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// pipe returns an OS pipe, so that the client reads stdin directly (exec
+// would otherwise copy into it with a goroutine that Wait waits for).
+// Close r once the process has started; w is closed at the end of the test.
+func pipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return r, w
+}
