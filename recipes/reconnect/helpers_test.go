@@ -1,0 +1,64 @@
+package reconnect_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pipeServer runs a wsconn.Server on an in-memory listener, for use inside
+// a synctest bubble. stop shuts it down and checks how Serve ended.
+func pipeServer(t *testing.T, h wsconn.Handler) (ln *pipeListener, stop func()) {
+	t.Helper()
+	ln = newPipeListener()
+	srv := wsconn.NewServer(h, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	return ln, func() {
+		cancel()
+		if err := <-served; !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
+		}
+	}
+}
+
+// dialPipe returns an Options.Dial that dials ln, failing instead for the
+// attempts whose index is in fail, and records the time of every attempt.
+func dialPipe(ln *pipeListener, times *[]time.Time, fail map[int]bool) func(context.Context, string, *wsconn.DialOptions) (*wsconn.Conn, error) {
+	return func(ctx context.Context, url string, _ *wsconn.DialOptions) (*wsconn.Conn, error) {
+		i := len(*times)
+		*times = append(*times, time.Now())
+		if fail[i] || ln == nil {
+			return nil, errRefused
+		}
+		return wsconn.Dial(ctx, url, &wsconn.DialOptions{NetDialContext: ln.DialContext, DisconnectTimeout: 5 * time.Second})
+	}
+}
+
+var errRefused = errors.New("connection refused (fake)")
+
+// gaps returns the time between consecutive attempts.
+func gaps(times []time.Time) []time.Duration {
+	var d []time.Duration
+	for i := 1; i < len(times); i++ {
+		d = append(d, times[i].Sub(times[i-1]))
+	}
+	return d
+}
+
+// receiveAll is a session that reads until the connection fails.
+func receiveAll(ctx context.Context, c *wsconn.Conn) error {
+	for {
+		if _, err := c.Receive(ctx); err != nil {
+			return err
+		}
+	}
+}
