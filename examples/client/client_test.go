@@ -3,19 +3,11 @@ package main_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -210,7 +202,7 @@ func TestTrace(t *testing.T) {
 // TestTLS: a wss:// server with a self-signed certificate is refused
 // without -insecure and works with it.
 func TestTLS(t *testing.T) {
-	certFile, keyFile := selfSigned(t)
+	certFile, keyFile := extest.SelfSigned(t)
 	_, url := extest.StartServer(t, extest.Build(t, "../server"), "-tls-cert", certFile, "-tls-key", keyFile)
 	if !strings.HasPrefix(url, "wss://") {
 		t.Fatalf("server URL %q is not wss://", url)
@@ -403,42 +395,6 @@ func (p *testProxy) serve(c net.Conn, track func(net.Conn)) {
 	io.Copy(c, up)
 	c.Close()
 	<-done
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
-// the files' paths.
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // pipe returns an OS pipe, so that the client reads stdin directly (exec
