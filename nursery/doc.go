@@ -18,9 +18,9 @@
 // ctx.Err() or a wrapped form of it) and are discarded, so they never displace
 // the error that started the shutdown. This matches
 // [golang.org/x/sync/errgroup], which reports only the first error, with one
-// difference: the nursery also counts [Nursery.Cancel] and the cancellation
-// of the parent context as "firsts", so the result of Run always agrees with
-// the cause the tasks were cancelled with.
+// difference: [Nursery.Cancel] and the cancellation of the parent context
+// count as "firsts" too, so Run's result always agrees with the cause the
+// tasks were cancelled with. [Run] lists the rules.
 //
 // # Panics
 //

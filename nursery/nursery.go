@@ -49,20 +49,24 @@ type Nursery struct {
 	panicked *PanicError // first recovered panic; overrides err
 }
 
-// Run opens a nursery, calls body with it, and returns after body and every
-// task started in the nursery have returned.
+// Run opens a nursery, calls body with it in the calling goroutine, and
+// returns after body and every task started in the nursery have returned.
 //
 // The ctx passed to body and to the tasks is derived from ctx. It is
 // cancelled by the first of these events, which also fixes Run's result:
 //
 //   - body or a task returns a non-nil error: Run returns that error, and it
-//     is the context's cause;
+//     is the context's cause (a task ending by runtime.Goexit counts as
+//     returning an error);
 //   - body or a task panics: Run panics with a [*PanicError];
 //   - [Nursery.Cancel] is called: Run returns its cause, or nil for a nil
 //     cause;
 //   - ctx is cancelled: Run returns ctx.Err().
 //
-// Errors returned after the nursery has been cancelled are discarded.
+// Errors returned after the nursery has been cancelled are taken to be
+// consequences of the cancellation and discarded, whatever they are:
+// ctx.Err(), the cause, or the error of a connection that the cancellation
+// closed.
 //
 // When the parent is cancelled Run reports ctx.Err() rather than
 // context.Cause(ctx), so that errors.Is(err, context.Canceled) and
