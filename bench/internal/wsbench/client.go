@@ -57,6 +57,7 @@ type DialConfig struct {
 func Dial(ctx context.Context, lib Lib, cfg DialConfig) (Client, error) {
 	switch lib.Kind {
 	case KindGorilla:
+		cfg.Reader = cfg.Reader || lib.Pump || lib.ClientPump
 		return dialGorilla(ctx, cfg)
 	case KindCoder:
 		return dialCoder(ctx, cfg)

@@ -274,7 +274,7 @@ func runHeartbeat(ctx context.Context, lib Lib, c Client, interval time.Duration
 		t.Stop()
 		return
 	}
-	heartbeat(ctx, lib, c, interval, rec)
+	runLibHeartbeat(ctx, lib, c, interval, rec)
 }
 
 // pingLoop is the heartbeat written for libraries without one: ping with a

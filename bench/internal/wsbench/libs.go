@@ -29,6 +29,12 @@ type Lib struct {
 	// BackgroundCtx makes wsconn's Send use context.Background() on both
 	// sides, so no context.AfterFunc is registered per message.
 	BackgroundCtx bool
+	// Pump makes gorilla read on a goroutine of its own that hands each
+	// message over a channel, on both sides: wsconn's architecture without
+	// wsconn, to price the hand-off alone.
+	Pump bool
+	// ClientPump is Pump on the client side only.
+	ClientPump bool
 }
 
 // Baseline is the library every ratio is taken against.
@@ -51,6 +57,8 @@ func Variants() []Lib {
 	return []Lib{
 		{Name: "wsconn-q16", Kind: KindWsconn, QueueSize: 16},
 		{Name: "wsconn-bgctx", Kind: KindWsconn, BackgroundCtx: true},
+		{Name: "gorilla-pump", Kind: KindGorilla, Pump: true},
+		{Name: "gorilla-cpump", Kind: KindGorilla, ClientPump: true},
 	}
 }
 

@@ -93,7 +93,7 @@ func Pipeline(ctx context.Context, c Client, payload []byte, n int) (time.Durati
 // round trip and how long they took.
 func PipelineFor(ctx context.Context, c Client, payload []byte, d time.Duration) (int, time.Duration, error) {
 	deadline := time.Now().Add(d)
-	return pipeline(ctx, c, payload, func(i int) bool { return i&15 != 0 || time.Now().Before(deadline) })
+	return pipeline(ctx, c, payload, func(i int) bool { return i < 16 || i&15 != 0 || time.Now().Before(deadline) })
 }
 
 // pipeline sends while more(i) holds for the i-th message. The reader only

@@ -132,6 +132,9 @@ func (s *Servers) serveHTTP(name string, h http.Handler) error {
 func (s *Servers) start(ctx context.Context, lib Lib) error {
 	switch lib.Kind {
 	case KindGorilla:
+		if lib.Pump {
+			return s.serveHTTP(lib.Name, http.HandlerFunc(s.gorillaPump))
+		}
 		return s.serveHTTP(lib.Name, http.HandlerFunc(s.gorilla))
 	case KindCoder:
 		return s.serveHTTP(lib.Name, http.HandlerFunc(s.coder))
@@ -239,6 +242,33 @@ func (s *Servers) gorilla(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := resp.handle(p, write); err != nil {
+			return
+		}
+	}
+}
+
+// gorillaPump: gorilla with a reader goroutine handing messages to the
+// handler over a channel of capacity 1.
+func (s *Servers) gorillaPump(w http.ResponseWriter, r *http.Request) {
+	var up websocket.Upgrader
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	p := startPump(func() ([]byte, error) {
+		_, b, err := ws.ReadMessage()
+		return b, err
+	})
+	defer p.close()
+	defer ws.Close()
+	resp := newResponder(r.URL.Path)
+	write := func(p []byte) error { return ws.WriteMessage(websocket.BinaryMessage, p) }
+	for {
+		b, err := p.recv(r.Context())
+		if err != nil {
+			return
+		}
+		if err := resp.handle(b, write); err != nil {
 			return
 		}
 	}
