@@ -38,8 +38,7 @@ func TestDemo(t *testing.T) {
 	groups := [][]string{
 		{`server    listening on ws://127\.0\.0\.1:\d+/$`},
 		{`client    connected; `},
-		{`heartbeat pong after \d`},
-		{`reader    received "message 1"$`},
+		{`heartbeat pong after \d`, `reader    received "message 1"$`},
 		{`server    got "stall": the handler stops reading`},
 		{`heartbeat FAILED: ` + cause},
 		{`reader    cancelled; context\.Cause\(ctx\) = ` + cause + `$`, `producer  cancelled; context\.Cause\(ctx\) = ` + cause + `$`},
