@@ -102,11 +102,16 @@ func TestRunWaitsForTasksAndTheirChildren(t *testing.T) {
 }
 
 func TestNoGoroutineOutlivesRun(t *testing.T) {
+	// goleak catches helper goroutines that the nursery might leave behind;
+	// the counter catches tasks still running when Run returns.
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var returned atomic.Int32
 	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
 		for range 50 {
 			n.Go(func(ctx context.Context) error {
+				defer returned.Add(1)
 				n.Go(func(ctx context.Context) error {
+					defer returned.Add(1)
 					<-ctx.Done()
 					return ctx.Err()
 				})
@@ -117,6 +122,9 @@ func TestNoGoroutineOutlivesRun(t *testing.T) {
 		n.Cancel(nil)
 		return nil
 	})
+	if got := returned.Load(); got != 100 {
+		t.Errorf("%d of 100 tasks had returned when Run returned", got)
+	}
 	if err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
