@@ -1,0 +1,345 @@
+// Command chat is a broadcast chat room: a web page and a WebSocket
+// endpoint served by one program.
+//
+//	go run ./examples/chat
+//
+// then open http://127.0.0.1:8080/ in two browser windows (add ?name=alice
+// to choose a name). Everything a user writes is shown to everyone in the
+// room, with join and leave notices and the list of who is online.
+//
+// The page (static/, embedded in the binary with embed) talks JSON over
+// the WebSocket at /ws?name=NAME. The server fans messages out with the
+// broadcast recipe (recipes/broadcast): every connection has a bounded
+// queue of outgoing messages, and a user whose browser cannot keep up
+// misses the oldest ones instead of slowing down the room. Messages are
+// encoded with the jsonmsg recipe (recipes/jsonmsg).
+//
+// Each connection's handler is a nursery of two or three tasks: the
+// subscriber that writes the room's messages to the browser, the loop that
+// reads what the user writes, and with -heartbeat a heartbeat that drops
+// browsers that stop answering pings (browsers answer pings on their own).
+// When one of them ends, the others are cancelled and the user leaves.
+//
+// SIGINT or SIGTERM closes every connection with 1001 (going away) and
+// stops the server.
+//
+// Flags:
+//
+//	-addr HOST:PORT   address to listen on (default 127.0.0.1:8080)
+//	-heartbeat[=T,I]  ping every browser each I and drop it if a pong takes longer than T
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode"
+
+	"github.com/wsnursery/wsnursery/examples/internal/cliflag"
+	"github.com/wsnursery/wsnursery/heartbeat"
+	"github.com/wsnursery/wsnursery/nursery"
+	"github.com/wsnursery/wsnursery/recipes/broadcast"
+	"github.com/wsnursery/wsnursery/recipes/jsonmsg"
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+//go:embed static
+var static embed.FS
+
+// Limits on what users send.
+const (
+	maxMessageSize = 4 << 10 // bytes per WebSocket message
+	maxTextLen     = 1000    // characters per chat message
+	maxNameLen     = 24      // characters per user name
+)
+
+// shutdownTimeout bounds the graceful shutdown.
+const shutdownTimeout = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once
+
+	err := run(ctx, os.Args[1:], os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage error")
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
+	var hb cliflag.Heartbeat
+	fs.Var(&hb, "heartbeat", "ping browsers: `TIMEOUT,INTERVAL`, or no value for 1s,15s")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chat: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen: %w", err)
+	}
+	log.Info("chat room open", "url", "http://"+ln.Addr().String()+"/")
+	return serve(ctx, ln, &options{heartbeat: hb, log: log})
+}
+
+// options configures serve.
+type options struct {
+	heartbeat cliflag.Heartbeat
+	log       *slog.Logger // nil: discard
+	// onReport, if not nil, enables POST /test/report, through which the
+	// page reports (in its test mode) that it received the message it was
+	// told to expect. Tests only.
+	onReport func(Report)
+}
+
+// Report is what the page posts to /test/report.
+type Report struct {
+	Name string `json:"name"` // who received
+	From string `json:"from"` // who sent
+	Text string `json:"text"`
+}
+
+// serve runs the chat on ln until ctx is cancelled, then closes every
+// connection with 1001 and returns nil.
+func serve(ctx context.Context, ln net.Listener, opts *options) error {
+	log := opts.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	room := &room{
+		hub:   broadcast.NewHub(nil),
+		users: map[string]bool{},
+		hb:    opts.heartbeat,
+		log:   log,
+	}
+	ws := wsconn.NewServer(room.handle, &wsconn.ServerOptions{
+		MaxMessageSize:    maxMessageSize,
+		DisconnectTimeout: shutdownTimeout,
+		Logger:            log,
+	})
+	page, err := fs.Sub(static, "static")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /", http.FileServerFS(page))
+	mux.Handle("GET /ws", ws)
+	if opts.onReport != nil {
+		mux.HandleFunc("POST /test/report", func(w http.ResponseWriter, r *http.Request) {
+			data, err := io.ReadAll(io.LimitReader(r.Body, maxMessageSize))
+			var rep Report
+			if err == nil {
+				rep, err = jsonmsg.Decode[Report](wsconn.Message{Type: wsconn.Text, Data: data}, nil)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			opts.onReport(rep)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	err = nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
+		n.Go(func(ctx context.Context) error {
+			<-ctx.Done()
+			log.Info("shutting down: closing connections with 1001 (going away)")
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+			defer cancel()
+			hs.Shutdown(sctx) // stops accepting; WebSocket connections are hijacked, so not waited for
+			ws.Shutdown(sctx) // closes them with 1001 and waits for their handlers
+			return nil
+		})
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("failed to serve: %w", err)
+		}
+		<-ctx.Done() // Serve ended because the shutdown began
+		return nil
+	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		log.Info("chat room closed")
+		return nil
+	}
+	return err
+}
+
+// room is the chat room: a hub for the messages and the names in use.
+type room struct {
+	hub *broadcast.Hub
+	hb  cliflag.Heartbeat
+	log *slog.Logger
+
+	mu    sync.Mutex
+	users map[string]bool
+}
+
+// event is every message the server sends to the page.
+type event struct {
+	Kind  string   `json:"kind"` // "welcome" (to the joiner only), "join", "leave" or "message"
+	Name  string   `json:"name"` // the user concerned; for "welcome" the joiner's own (unique) name
+	Text  string   `json:"text,omitempty"`
+	Users []string `json:"users,omitempty"` // who is online, for welcome, join and leave
+}
+
+// post is what the page sends.
+type post struct {
+	Text string `json:"text"`
+}
+
+func (rm *room) handle(ctx context.Context, r *wsconn.Request) error {
+	c, err := r.Accept(ctx, nil)
+	if err != nil {
+		return err
+	}
+	name, users := rm.join(r.HTTPRequest.URL.Query().Get("name"))
+	log := rm.log.With("name", name, "remote", r.RemoteAddr.String())
+	log.Info("joined")
+
+	// Subscribe before announcing the join, so that the joiner sees its
+	// own join notice after the welcome.
+	sub := rm.hub.Subscribe(c)
+	if err := jsonmsg.Send(ctx, c, event{Kind: "welcome", Name: name, Users: users}, nil); err != nil {
+		sub.Unsubscribe()
+		rm.leave(name)
+		return nil
+	}
+	rm.publish(event{Kind: "join", Name: name, Users: users})
+
+	err = nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
+		n.Go(func(ctx context.Context) error {
+			if err := sub.Serve(ctx); err != nil {
+				return err
+			}
+			// The connection closed: that ends the user's visit.
+			return errLeft
+		})
+		if rm.hb.Enabled {
+			n.Go(func(ctx context.Context) error { return heartbeat.Run(ctx, c, rm.hb.Timeout, rm.hb.Interval) })
+		}
+		for {
+			p, err := jsonmsg.Receive[post](ctx, c, &jsonmsg.Options{MaxSize: maxMessageSize})
+			var bad *jsonmsg.DecodeError
+			switch {
+			case errors.As(err, &bad):
+				log.Warn("ignored a message that is not a chat post", "err", err)
+				continue
+			case err != nil:
+				return err
+			}
+			text := strings.TrimSpace(p.Text)
+			if text == "" {
+				continue
+			}
+			if r := []rune(text); len(r) > maxTextLen {
+				text = string(r[:maxTextLen]) + "…"
+			}
+			rm.publish(event{Kind: "message", Name: name, Text: text})
+		}
+	})
+	users = rm.leave(name)
+	rm.publish(event{Kind: "leave", Name: name, Users: users})
+	if ctx.Err() != nil {
+		err = context.Cause(ctx) // the connection closed, or the server is shutting down
+	}
+	log.Info("left", "why", err)
+	return nil
+}
+
+// errLeft ends a visit whose connection has closed.
+var errLeft = errors.New("left the room")
+
+// publish sends ev to everyone in the room.
+func (rm *room) publish(ev event) {
+	m, err := jsonmsg.Encode(ev, nil)
+	if err == nil {
+		err = rm.hub.Publish(m)
+	}
+	if err != nil {
+		rm.log.Error("failed to publish", "err", err)
+	}
+}
+
+// join registers a user under a cleaned-up, unique version of name and
+// returns that name and everyone online.
+func (rm *room) join(name string) (string, []string) {
+	name = cleanName(name)
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	unique := name
+	for i := 2; rm.users[unique]; i++ {
+		unique = name + "-" + strconv.Itoa(i)
+	}
+	rm.users[unique] = true
+	return unique, rm.listLocked()
+}
+
+// leave removes a user and returns who is still online.
+func (rm *room) leave(name string) []string {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	delete(rm.users, name)
+	return rm.listLocked()
+}
+
+func (rm *room) listLocked() []string {
+	list := make([]string, 0, len(rm.users))
+	for u := range rm.users {
+		list = append(list, u)
+	}
+	slices.Sort(list)
+	return list
+}
+
+// cleanName keeps letters, digits, '-', '_' and '.', at most maxNameLen of
+// them; an empty result becomes a random guest name.
+func cleanName(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxNameLen {
+			break
+		}
+		if unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("-_.", r) {
+			b.WriteRune(r)
+			n++
+		}
+	}
+	if b.Len() == 0 {
+		return "guest-" + strconv.Itoa(1000+rand.IntN(9000))
+	}
+	return b.String()
+}
