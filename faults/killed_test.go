@@ -161,8 +161,13 @@ func killWhenHalfSent(ctx context.Context, p *interop.Peer) error {
 
 // receiveAll receives until the connection fails, checking that the
 // messages are message(0), message(1), ...; it returns how many arrived
-// and the error that ended it.
+// and the error that ended it. It does not stop when ctx is cancelled, only
+// when its deadline passes: Open and the Server cancel their scope's ctx
+// when the connection is lost, and Receive may then drop a queued message
+// for that cancellation (TestReceiveAfterLossWithScopedContext).
 func receiveAll(ctx context.Context, c *wsconn.Conn) (int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
 	for n := 0; ; n++ {
 		m, err := c.Receive(ctx)
 		if err != nil {

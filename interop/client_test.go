@@ -172,7 +172,9 @@ func clientCloseByPeer(t *testing.T, p *interop.Peer, base string) {
 	var conn *wsconn.Conn
 	err := wsconn.Open(ctx, base+"/close-by-peer", dialOptions(), func(fctx context.Context, c *wsconn.Conn) error {
 		conn = c
-		_, err := c.Receive(fctx)
+		rctx, cancel := unscoped(fctx)
+		defer cancel()
+		_, err := c.Receive(rctx)
 		ce, err := closedError(err)
 		if err != nil {
 			return fmt.Errorf("Receive when the peer closes: %w", err)

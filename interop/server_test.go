@@ -121,7 +121,9 @@ func (s *goServer) run(ctx context.Context, scenario string, c *wsconn.Conn, h *
 		}
 		return nil
 	case "close-by-peer":
-		_, err := c.Receive(ctx)
+		rctx, cancel := unscoped(ctx)
+		defer cancel()
+		_, err := c.Receive(rctx)
 		if h.closedErr, err = closedError(err); err != nil {
 			return err
 		}
