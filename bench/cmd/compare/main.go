@@ -359,6 +359,13 @@ func runIdle(ctx context.Context, cfg config, t *table) error {
 			sb := t.fig(label+": server RSS per conn", fmtKiB)
 			cg := t.fig(label+": client goroutines per conn", fmtCount)
 			sg := t.fig(label+": server goroutines per conn", fmtCount)
+			var cs, ss, ch, sh *figure
+			if hb == 0 {
+				cs = t.fig(label+": client stack per conn", fmtKiB)
+				ss = t.fig(label+": server stack per conn", fmtKiB)
+				ch = t.fig(label+": client heap per conn", fmtKiB)
+				sh = t.fig(label+": server heap per conn", fmtKiB)
+			}
 			if hb == 0 {
 				cb.withGoal("≤ 1.2×", ratioAtMost(1.2))
 				sb.withGoal("≤ 1.0×", ratioAtMost(1.0))
@@ -387,6 +394,12 @@ func runIdle(ctx context.Context, cfg config, t *table) error {
 				sb.add(lib.Name, 0, r.ServerBytes)
 				cg.add(lib.Name, 0, r.ClientGoroutines)
 				sg.add(lib.Name, 0, r.ServerGoroutines)
+				if hb == 0 {
+					cs.add(lib.Name, 0, r.ClientStack)
+					ss.add(lib.Name, 0, r.ServerStack)
+					ch.add(lib.Name, 0, r.ClientHeap)
+					sh.add(lib.Name, 0, r.ServerHeap)
+				}
 				if window > 0 {
 					p50.add(lib.Name, 0, float64(r.PingP50))
 					p99.add(lib.Name, 0, float64(r.PingP99))

@@ -58,7 +58,7 @@ func Dial(ctx context.Context, lib Lib, cfg DialConfig) (Client, error) {
 	switch lib.Kind {
 	case KindGorilla:
 		cfg.Reader = cfg.Reader || lib.Pump || lib.ClientPump
-		return dialGorilla(ctx, cfg)
+		return dialGorilla(ctx, lib, cfg)
 	case KindCoder:
 		return dialCoder(ctx, cfg)
 	case KindGWS:
@@ -152,8 +152,15 @@ type gorillaClient struct {
 	pong *pongWaiter
 }
 
-func dialGorilla(ctx context.Context, cfg DialConfig) (Client, error) {
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+cfg.Addr+cfg.Path, nil)
+// gorillaPool is the write buffer pool of the WriteBuffer variants.
+var gorillaPool sync.Pool
+
+func dialGorilla(ctx context.Context, lib Lib, cfg DialConfig) (Client, error) {
+	d := *websocket.DefaultDialer
+	if lib.WriteBuffer > 0 {
+		d.WriteBufferSize, d.WriteBufferPool = lib.WriteBuffer, &gorillaPool
+	}
+	ws, _, err := d.DialContext(ctx, "ws://"+cfg.Addr+cfg.Path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to dial gorilla: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,9 @@ const (
 	idleAddrEnv     = "WSBENCH_IDLE_ADDR"
 	idleCountEnv    = "WSBENCH_IDLE_COUNT"
 	idleIntervalEnv = "WSBENCH_IDLE_INTERVAL"
+	// IdleHeapDirEnv names a directory where MeasureIdle stores heap
+	// profiles of both processes once the connections are open.
+	IdleHeapDirEnv = "WSBENCH_IDLE_HEAPDIR"
 )
 
 // HeartbeatTimeout bounds each heartbeat ping.
@@ -34,6 +38,8 @@ type IdleResult struct {
 
 	ClientBytes, ServerBytes           float64 // RSS per connection
 	ClientGoroutines, ServerGoroutines float64 // per connection
+	ClientStack, ServerStack           float64 // goroutine stack bytes per connection
+	ClientHeap, ServerHeap             float64 // in-use heap bytes per connection
 
 	// With a heartbeat, over the window:
 	ClientCPU, ServerCPU      float64 // share of one core
@@ -88,11 +94,21 @@ func MeasureIdle(ctx context.Context, lib Lib, n int, heartbeat, window time.Dur
 	if err != nil {
 		return res, err
 	}
+	if dir := os.Getenv(IdleHeapDirEnv); dir != "" {
+		name := fmt.Sprintf("%s/%s-%d-hb%v", dir, lib.Name, n, heartbeat)
+		if err := srv.heapProfile(ctx, name+"-server.heap"); err != nil {
+			return res, err
+		}
+	}
 	fn := float64(n)
 	res.ClientBytes = float64(conn.After.RSS-conn.Before.RSS) / fn
 	res.ClientGoroutines = float64(conn.After.Goroutines-conn.Before.Goroutines) / fn
 	res.ServerBytes = float64(sAfter.RSS-sBefore.RSS) / fn
 	res.ServerGoroutines = float64(sAfter.Goroutines-sBefore.Goroutines) / fn
+	res.ClientStack = (float64(conn.After.StackInuse) - float64(conn.Before.StackInuse)) / fn
+	res.ServerStack = (float64(sAfter.StackInuse) - float64(sBefore.StackInuse)) / fn
+	res.ClientHeap = (float64(conn.After.HeapInuse) - float64(conn.Before.HeapInuse)) / fn
+	res.ServerHeap = (float64(sAfter.HeapInuse) - float64(sBefore.HeapInuse)) / fn
 	if heartbeat <= 0 || window <= 0 {
 		return res, nil
 	}
@@ -187,6 +203,14 @@ func idleMain() error {
 	}
 	time.Sleep(settle)
 	after := ReadStats(true)
+	if dir := os.Getenv(IdleHeapDirEnv); dir != "" {
+		f, err := os.Create(fmt.Sprintf("%s/%s-%d-hb%v-client.heap", dir, lib[0].Name, n, interval))
+		if err != nil {
+			return err
+		}
+		pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
+	}
 	if err := out.Encode(idleConnected{Before: before, After: after, Conns: n}); err != nil {
 		return err
 	}

@@ -35,6 +35,9 @@ type Lib struct {
 	Pump bool
 	// ClientPump is Pump on the client side only.
 	ClientPump bool
+	// WriteBuffer sets gorilla's WriteBufferSize, with a WriteBufferPool
+	// (as wsconn uses), on both sides.
+	WriteBuffer int
 }
 
 // Baseline is the library every ratio is taken against.
@@ -59,6 +62,7 @@ func Variants() []Lib {
 		{Name: "wsconn-bgctx", Kind: KindWsconn, BackgroundCtx: true},
 		{Name: "gorilla-pump", Kind: KindGorilla, Pump: true},
 		{Name: "gorilla-cpump", Kind: KindGorilla, ClientPump: true},
+		{Name: "gorilla-wb64k", Kind: KindGorilla, WriteBuffer: 64 << 10},
 	}
 }
 

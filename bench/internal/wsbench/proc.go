@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"time"
 )
@@ -35,6 +36,9 @@ const (
 // whether it did; the caller must then exit. Call it first thing in main or
 // TestMain.
 func RunRole() bool {
+	if os.Getenv(IdleHeapDirEnv) != "" {
+		runtime.MemProfileRate = 1
+	}
 	switch os.Getenv(RoleEnv) {
 	case roleServer:
 		if err := serverMain(); err != nil {
@@ -201,6 +205,26 @@ func (s *ServerProc) Stats(ctx context.Context, gc bool) (Stats, error) {
 		return Stats{}, fmt.Errorf("failed to decode server stats: %w", err)
 	}
 	return st, nil
+}
+
+// heapProfile saves the server's heap profile to path.
+func (s *ServerProc) heapProfile(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addrs["control"]+"/heap", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to get the server's heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // Stop ends the server process.

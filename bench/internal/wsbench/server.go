@@ -11,6 +11,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -100,6 +102,10 @@ func StartServers(libs []Lib) (*Servers, error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
 	})
+	mux.HandleFunc("/heap", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		pprof.Lookup("heap").WriteTo(w, 0)
+	})
 	if err := s.serveHTTP("control", mux); err != nil {
 		s.Close()
 		return nil, err
@@ -135,7 +141,11 @@ func (s *Servers) start(ctx context.Context, lib Lib) error {
 		if lib.Pump {
 			return s.serveHTTP(lib.Name, http.HandlerFunc(s.gorillaPump))
 		}
-		return s.serveHTTP(lib.Name, http.HandlerFunc(s.gorilla))
+		up := &websocket.Upgrader{}
+		if lib.WriteBuffer > 0 {
+			up.WriteBufferSize, up.WriteBufferPool = lib.WriteBuffer, &gorillaPool
+		}
+		return s.serveHTTP(lib.Name, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.gorilla(up, w, r) }))
 	case KindCoder:
 		return s.serveHTTP(lib.Name, http.HandlerFunc(s.coder))
 	case KindGWS:
@@ -227,8 +237,7 @@ func (c *trackedConn) Close() error {
 }
 
 // gorilla: the default Upgrader, ReadMessage and WriteMessage.
-func (s *Servers) gorilla(w http.ResponseWriter, r *http.Request) {
-	var up websocket.Upgrader
+func (s *Servers) gorilla(up *websocket.Upgrader, w http.ResponseWriter, r *http.Request) {
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return
