@@ -1,0 +1,355 @@
+// Package app runs a WebSocket connection through callbacks, for those who
+// prefer that style: the Go counterpart of websocket-client's WebSocketApp.
+//
+//	a := &app.App{
+//		OnOpen: func(ctx context.Context, c *wsconn.Conn) error {
+//			return c.SendText(ctx, `{"subscribe":"prices"}`)
+//		},
+//		OnMessage: func(ctx context.Context, c *wsconn.Conn, m wsconn.Message) error {
+//			fmt.Printf("%s\n", m.Data)
+//			return nil
+//		},
+//		OnClose:      func(code wsconn.StatusCode, reason string) { log.Println("closed", code, reason) },
+//		PingInterval: 30 * time.Second,
+//		PingTimeout:  10 * time.Second,
+//		Reconnect:    &reconnect.Options{},
+//	}
+//	err := a.Run(ctx, "wss://example.com/stream")
+//
+// Underneath, each connection is a nursery: a reader that calls the
+// callbacks, and a heartbeat when PingInterval is set. Callbacks run one at
+// a time; their ctx is cancelled when the connection closes or Run's ctx
+// ends, and Run does not return until every callback has returned, so no
+// goroutine outlives it. A callback that fails or panics ends the connection
+// with 1011 and its error (a *nursery.PanicError for a panic) is reported to
+// OnError and returned.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/wsnursery/wsnursery/heartbeat"
+	"github.com/wsnursery/wsnursery/nursery"
+	"github.com/wsnursery/wsnursery/recipes/reconnect"
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+// ErrStop, returned by a callback, ends the connection normally: it is
+// closed with 1000, and Run returns nil without reconnecting.
+var ErrStop = errors.New("app: stop")
+
+// App holds the callbacks and settings for a connection. Every field is
+// optional. An App may be used for any number of connections, including at
+// once; its fields must not change while it is in use.
+type App struct {
+	// OnOpen is called once the connection is open, before any message is
+	// delivered.
+	OnOpen func(ctx context.Context, c *wsconn.Conn) error
+	// OnMessage is called for each message received, in order. Until it
+	// returns, no further message is read (which is back-pressure on the
+	// peer). Messages that arrived before the connection closed are still
+	// delivered, with ctx already cancelled.
+	OnMessage func(ctx context.Context, c *wsconn.Conn, m wsconn.Message) error
+	// OnPong is called after each heartbeat ping is answered, with the
+	// round-trip time. It sees only the heartbeat's pongs: wsconn has no
+	// hook for other control frames (and so App has no OnPing yet).
+	OnPong func(rtt time.Duration)
+	// OnError is called with what went wrong: a failed dial, a connection
+	// lost without a closing handshake (a *wsconn.ConnectionClosedError
+	// with 1006), a peer that did not answer a ping in time
+	// (heartbeat.ErrTooSlow), or a callback's error or panic. It is not
+	// called for a normal close, for ErrStop, or when ctx ends.
+	OnError func(err error)
+	// OnClose is called once for each connection, after it has closed,
+	// with the final close code and reason. After a lost connection the
+	// code is 1006.
+	OnClose func(code wsconn.StatusCode, reason string)
+
+	// PingInterval is the pause between heartbeat pings; zero means no
+	// heartbeat.
+	PingInterval time.Duration
+	// PingTimeout is how long a ping may wait for its pong before the
+	// connection is dropped as dead. It must be less than PingInterval, as
+	// websocket-client requires. Zero means PingInterval/2.
+	PingTimeout time.Duration
+
+	// DialOptions configure Run's dials (overriding Reconnect.DialOptions).
+	DialOptions *wsconn.DialOptions
+	// Reconnect, if not nil, makes Run reconnect after the connection is
+	// lost, closed by the peer, or dropped by the heartbeat, as
+	// reconnect.Run does with these options. A callback's error or panic
+	// is never retried. Nil means a single connection.
+	Reconnect *reconnect.Options
+}
+
+// Run dials url and runs the callbacks on the connection until it closes,
+// a callback returns ErrStop or an error, or ctx ends; with Reconnect set,
+// it dials again after a connection ends other than by ErrStop, a callback's
+// failure or ctx (see reconnect.Run for the waits and limits).
+//
+// Run returns nil when the connection ended normally: closed by either side,
+// lost, or stopped by ErrStop (with Reconnect: only by ErrStop). It returns
+// ctx.Err() when ctx ends, the heartbeat's error when the peer stopped
+// answering pings (without Reconnect), and a callback's error or
+// *nursery.PanicError as it is. Invalid settings and failed dials (without
+// Reconnect; with it, permanent ones or the last) are returned too.
+func (a *App) Run(ctx context.Context, url string) error {
+	if err := a.check(); err != nil {
+		return err
+	}
+	if a.Reconnect == nil {
+		c, err := wsconn.Dial(ctx, url, a.DialOptions)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.reportError(err)
+			}
+			return err
+		}
+		return a.Serve(ctx, c)
+	}
+
+	ro := *a.Reconnect
+	if a.DialOptions != nil {
+		ro.DialOptions = a.DialOptions
+	}
+	dial := ro.Dial
+	if dial == nil {
+		dial = wsconn.Dial
+	}
+	// final is a callback's failure, which ends Run as it is: it is marked
+	// Permanent only on its way through reconnect.Run.
+	var final error
+	ro.Dial = func(ctx context.Context, url string, opts *wsconn.DialOptions) (*wsconn.Conn, error) {
+		c, err := dial(ctx, url, opts)
+		if err != nil && ctx.Err() == nil {
+			if perr := a.reportError(err); perr != nil {
+				final = perr
+				return nil, reconnect.Permanent(perr)
+			}
+		}
+		return c, err
+	}
+	err := reconnect.Run(ctx, url, &ro, func(ctx context.Context, c *wsconn.Conn) error {
+		callbackFailed, err := a.serve(ctx, c)
+		if callbackFailed {
+			final = err
+			return reconnect.Permanent(err)
+		}
+		return err // nil after ErrStop; otherwise for reconnect.Run to judge
+	})
+	if final != nil {
+		return final
+	}
+	return err
+}
+
+// Serve runs the callbacks on c, an open connection of either side (in a
+// wsconn.Handler, pass the handler's ctx), and closes c when done: 1000
+// after ErrStop, 1001 (going away) when ctx ends, 1011 after a failure.
+// OnClose is called last, once c has closed.
+//
+// Serve returns nil when the connection ended normally (closed by either
+// side, lost, or ErrStop), ctx.Err() when ctx ended, and otherwise the
+// heartbeat's or the callback's error.
+func (a *App) Serve(ctx context.Context, c *wsconn.Conn) error {
+	if err := a.check(); err != nil {
+		c.Close(context.WithoutCancel(ctx), wsconn.StatusInternalError, "")
+		return err
+	}
+	_, err := a.serve(ctx, c)
+	if errors.Is(err, wsconn.ErrConnectionClosed) {
+		return nil
+	}
+	return err
+}
+
+func (a *App) check() error {
+	switch {
+	case a.PingInterval < 0:
+		return fmt.Errorf("app: PingInterval must not be negative, not %v", a.PingInterval)
+	case a.PingTimeout < 0:
+		return fmt.Errorf("app: PingTimeout must not be negative, not %v", a.PingTimeout)
+	case a.PingInterval == 0 && a.PingTimeout > 0:
+		return errors.New("app: PingTimeout is set but PingInterval is not")
+	case a.PingInterval > 0 && a.PingTimeout >= a.PingInterval:
+		return fmt.Errorf("app: PingInterval (%v) must be greater than PingTimeout (%v)", a.PingInterval, a.PingTimeout)
+	}
+	return nil
+}
+
+// serve runs one connection. It returns nil after ErrStop, the
+// *wsconn.ConnectionClosedError when the connection closed, ctx.Err() when
+// ctx ended, or the failure; callbackFailed says that a callback failed or
+// panicked (as opposed to the heartbeat).
+func (a *App) serve(ctx context.Context, c *wsconn.Conn) (callbackFailed bool, err error) {
+	s := &session{app: a}
+	err = nursery.Run(ctx, func(nctx context.Context, n *nursery.Nursery) error {
+		// Callbacks and the heartbeat get connCtx, which also ends when the
+		// connection closes.
+		connCtx, closed := context.WithCancelCause(nctx)
+		n.Go(func(ctx context.Context) error {
+			defer closed(nil)
+			select {
+			case <-c.Done():
+				r, _ := c.CloseReason()
+				closed(&wsconn.ConnectionClosedError{Reason: r})
+			case <-ctx.Done():
+			}
+			return nil
+		})
+		// Receive gets readCtx, which does not end when ctx ends because the
+		// connection closed (a handler's ctx does), so that the messages
+		// that arrived before the close are still delivered; Receive fails
+		// once they are.
+		readCtx, stopReading := context.WithCancelCause(context.WithoutCancel(nctx))
+		defer stopReading(nil)
+		stop := context.AfterFunc(nctx, func() {
+			if cause := context.Cause(nctx); !errors.Is(cause, wsconn.ErrConnectionClosed) {
+				stopReading(cause)
+			}
+		})
+		defer stop()
+
+		if a.PingInterval > 0 {
+			n.Go(func(context.Context) error { return s.heartbeat(connCtx, c) })
+		}
+		// A callback that gives up because connCtx ended with the
+		// connection has not failed: the connection has closed.
+		closedOr := func(err error) error {
+			if err != nil && connCtx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				if cause := context.Cause(connCtx); errors.Is(cause, wsconn.ErrConnectionClosed) {
+					return cause
+				}
+			}
+			return err
+		}
+		if a.OnOpen != nil {
+			if err := s.call(func() error { return a.OnOpen(connCtx, c) }); err != nil {
+				return closedOr(err)
+			}
+		}
+		for {
+			m, err := c.Receive(readCtx)
+			if err != nil {
+				if readCtx.Err() != nil {
+					return nctx.Err()
+				}
+				return err
+			}
+			if a.OnMessage != nil {
+				if err := s.call(func() error { return a.OnMessage(connCtx, c, m) }); err != nil {
+					return closedOr(err)
+				}
+			}
+		}
+	})
+
+	// What ended the connection decides the close code, and whether it
+	// was a failure to report to OnError and return.
+	var ce *wsconn.ConnectionClosedError
+	code, failed, report := wsconn.StatusInternalError, true, true
+	switch {
+	case errors.Is(err, ErrStop):
+		code, failed, report, err = wsconn.StatusNormalClosure, false, false, nil
+	case errors.As(err, &ce), ctx.Err() != nil && errors.As(context.Cause(ctx), &ce):
+		// Closed: by the peer, by a callback, or lost (1006, reported).
+		failed = false
+	case ctx.Err() != nil:
+		code, failed, report, err = wsconn.StatusGoingAway, false, false, ctx.Err()
+	}
+	// Bounded by the connection's DisconnectTimeout; a peer that failed the
+	// heartbeat is dropped without waiting.
+	c.Close(context.WithoutCancel(ctx), code, "")
+	r, _ := c.CloseReason()
+	if ce != nil {
+		err = &wsconn.ConnectionClosedError{Reason: r} // the final reason
+		report = r.Code == wsconn.StatusAbnormalClosure
+	}
+	callbackFailed = failed && !errors.Is(err, heartbeat.ErrTooSlow)
+	if report {
+		if perr := s.callError(err); perr != nil && !failed {
+			err, failed, callbackFailed = perr, true, true
+		}
+	}
+	if a.OnClose != nil {
+		if perr := s.call(func() error { a.OnClose(r.Code, r.Reason); return nil }); perr != nil && !failed {
+			err, callbackFailed = perr, true
+		}
+	}
+	return callbackFailed, err
+}
+
+// session is one connection's state.
+type session struct {
+	app *App
+	mu  sync.Mutex // callbacks run one at a time
+}
+
+// call runs a callback under the session's lock, turning a panic into a
+// *nursery.PanicError.
+func (s *session) call(f func() error) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return recovered(f)
+}
+
+func (s *session) callError(err error) error {
+	if s.app.OnError == nil {
+		return nil
+	}
+	return s.call(func() error { s.app.OnError(err); return nil })
+}
+
+// reportError calls OnError outside a session (a failed dial).
+func (a *App) reportError(err error) error {
+	if a.OnError == nil {
+		return nil
+	}
+	return recovered(func() error { a.OnError(err); return nil })
+}
+
+func recovered(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &nursery.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return f()
+}
+
+// heartbeat pings until the peer is too slow, a callback fails, or ctx
+// ends. A closed connection is left for the reader to report, after it has
+// delivered what was queued.
+func (s *session) heartbeat(ctx context.Context, c *wsconn.Conn) error {
+	timeout := s.app.PingTimeout
+	if timeout == 0 {
+		timeout = s.app.PingInterval / 2
+	}
+	var cbErr error
+	hctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	err := heartbeat.RunWithOptions(hctx, c, &heartbeat.Options{
+		Timeout:  timeout,
+		Interval: s.app.PingInterval,
+		OnRTT: func(rtt time.Duration) {
+			if s.app.OnPong == nil || cbErr != nil {
+				return
+			}
+			if cbErr = s.call(func() error { s.app.OnPong(rtt); return nil }); cbErr != nil {
+				stop(cbErr)
+			}
+		},
+	})
+	switch {
+	case cbErr != nil:
+		return cbErr
+	case ctx.Err() != nil, errors.Is(err, wsconn.ErrConnectionClosed):
+		return nil
+	}
+	return err
+}

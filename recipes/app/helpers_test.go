@@ -1,0 +1,129 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pipeListener is an in-memory net.Listener: DialContext hands one end of a
+// net.Pipe to Accept. Everything in it blocks on channels, so it works
+// inside a testing/synctest bubble, where real sockets would stop virtual
+// time. The server ends are sent on accepted, if it is not nil.
+type pipeListener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+	accepted  chan net.Conn
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		if l.accepted != nil {
+			l.accepted <- c
+		}
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+// DialContext is a wsconn.DialOptions.NetDialContext.
+func (l *pipeListener) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, errors.New("pipe listener closed")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// serve runs a wsconn.Server on ln until stop is called, which checks how
+// Serve ended.
+func serve(t *testing.T, ln net.Listener, h wsconn.Handler, opts *wsconn.ServerOptions) (stop func()) {
+	t.Helper()
+	if opts == nil {
+		opts = &wsconn.ServerOptions{}
+	}
+	opts.DisconnectTimeout = 5 * time.Second
+	srv := wsconn.NewServer(h, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	return func() {
+		cancel()
+		if err := <-served; !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
+		}
+	}
+}
+
+// pipeOptions dial ln.
+func pipeOptions(ln *pipeListener) *wsconn.DialOptions {
+	return &wsconn.DialOptions{NetDialContext: ln.DialContext, DisconnectTimeout: 5 * time.Second}
+}
+
+// listen returns a TCP listener on 127.0.0.1 and its ws:// URL.
+func listen(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, "ws://" + ln.Addr().String() + "/"
+}
+
+// recorder collects events from callbacks; callbacks run one at a time,
+// but the test reads from another goroutine after Run returns.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recorder) add(e string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.events...)
+}
+
+// closeReason waits for c to close and returns why.
+func closeReason(c *wsconn.Conn) wsconn.CloseReason {
+	<-c.Done()
+	r, _ := c.CloseReason()
+	return r
+}
