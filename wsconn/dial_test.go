@@ -196,14 +196,14 @@ func TestDialOnlyWSAndWSS(t *testing.T) {
 		"ws:///no-host",
 	} {
 		t.Run(strconv.Quote(u), func(t *testing.T) {
-			var io atomic.Int32
+			var calls atomic.Int32
 			opts := &wsconn.DialOptions{
 				NetDialContext: func(context.Context, string, string) (net.Conn, error) {
-					io.Add(1)
+					calls.Add(1)
 					return nil, errors.New("must not dial")
 				},
 				Proxy: func(*http.Request) (*url.URL, error) {
-					io.Add(1)
+					calls.Add(1)
 					return nil, nil
 				},
 			}
@@ -212,7 +212,7 @@ func TestDialOnlyWSAndWSS(t *testing.T) {
 				c.Close(ctxTimeout(t, 5*time.Second), 1000, "")
 				t.Fatalf("Dial(%q) succeeded", u)
 			}
-			if n := io.Load(); n != 0 {
+			if n := calls.Load(); n != 0 {
 				t.Fatalf("Dial(%q) reached the network (%d calls) before failing: %v", u, n, err)
 			}
 			var re *wsconn.ConnectionRejectedError
