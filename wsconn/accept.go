@@ -64,11 +64,12 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 		}
 		header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
 	}
-	ws, err := r.srv.upgrader.Upgrade(guardedWriter{r.w}, r.HTTPRequest, header)
+	gw := &guardedWriter{ResponseWriter: r.w, maxMessage: r.srv.cfg.maxMessageSize}
+	ws, err := r.srv.upgrader.Upgrade(gw, r.HTTPRequest, header)
 	if err != nil {
 		return nil, fmt.Errorf("failed to accept: %w", err)
 	}
-	c := newConn(ws, false, r.srv.cfg, r.Path, opts.Subprotocol, header)
+	c := newConn(ws, gw.guard, false, r.srv.cfg, r.Path, opts.Subprotocol, header)
 	r.conn = c
 	c.afterDone(func() { r.cancel(c.closedErr()) })
 

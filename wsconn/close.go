@@ -46,6 +46,9 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 		case <-c.done:
 			return nil
 		case <-ctx.Done():
+			if c.isDone() {
+				return nil
+			}
 			return fmt.Errorf("failed to close: %w", ctx.Err())
 		}
 	}
@@ -70,6 +73,9 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
+		if c.isDone() { // the handshake finished, which cancelled ctx
+			return nil
+		}
 		c.netConn.Close()
 		<-c.done
 		return fmt.Errorf("failed to close: %w", ctx.Err())

@@ -61,7 +61,8 @@ func newConnConfig(disconnect time.Duration, maxSize int64, queue int, log *slog
 // Receive drains, and answers pings and Close frames as they arrive.
 type Conn struct {
 	ws      *websocket.Conn
-	netConn net.Conn
+	netConn net.Conn    // what gorilla reads and writes: TLS or the guard
+	guard   *frameGuard // the socket under gorilla, checked and interruptible
 	client  bool
 	cfg     connConfig
 
@@ -86,10 +87,11 @@ type Conn struct {
 	done     chan struct{}
 }
 
-func newConn(ws *websocket.Conn, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {
+func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {
 	c := &Conn{
 		ws:          ws,
 		netConn:     ws.NetConn(),
+		guard:       guard,
 		client:      client,
 		cfg:         cfg,
 		path:        path,
@@ -149,6 +151,15 @@ func (c *Conn) ResponseHeader() http.Header { return c.respHeader }
 // closing handshake finished or the connection was lost, the TCP connection
 // is closed and the reader goroutine has stopped. CloseReason is final then.
 func (c *Conn) Done() <-chan struct{} { return c.done }
+
+func (c *Conn) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // CloseReason returns why the connection is closing or closed, and false
 // while it is open. It is set the moment closing starts and updated once

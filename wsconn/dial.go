@@ -95,94 +95,101 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	dctx, cancel := context.WithTimeoutCause(ctx, connectTimeout, ErrConnectionTimeout)
 	defer cancel()
 
-	// gorilla only honours ctx's deadline once TCP is up, so a cancellation
-	// must break the raw connection itself.
-	var (
-		mu        sync.Mutex
-		raw       net.Conn
-		cancelled bool
-	)
-	netDial := opts.NetDialContext
-	if netDial == nil {
-		netDial = (&net.Dialer{}).DialContext
-	}
-	record := func(c net.Conn) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if cancelled {
-			c.Close()
-			return context.Cause(dctx)
-		}
-		raw = c
-		return nil
-	}
-	dialRaw := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := netDial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if err := record(c); err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	d := websocket.Dialer{
-		NetDialContext:  dialRaw,
-		TLSClientConfig: opts.TLSConfig,
-		Subprotocols:    opts.Subprotocols,
-		ReadBufferSize:  readBufferSize,
-		WriteBufferPool: writeBufferPool,
-	}
 	proxyURL, err := resolveProxy(opts.Proxy, u)
 	if err != nil {
 		return nil, fmt.Errorf("failed to dial %s: %w", rawURL, err)
 	}
-	if proxyURL != nil {
-		// Through a proxy the stream starts with the proxy's own answers, so
-		// the frame guard stays out and gorilla's close checks apply.
-		d.Proxy = http.ProxyURL(proxyURL)
-	} else if u.Scheme == "ws" {
-		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialRaw(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return newFrameGuard(c, true), nil
-		}
-	} else {
-		// TLS here rather than in gorilla, so the guard reads plaintext.
-		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialRaw(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			cfg := opts.TLSConfig.Clone()
-			if cfg == nil {
-				cfg = &tls.Config{}
-			}
-			if cfg.ServerName == "" {
-				cfg.ServerName = u.Hostname()
-			}
-			tc := tls.Client(c, cfg)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return newFrameGuard(tc, true), nil
-		}
-	}
+
+	// gorilla only honours a context's deadline, and only once TCP is up,
+	// so it gets a context that is merely cancelled when dctx ends, and the
+	// raw connection is broken at that moment too. Errors are then always
+	// classified by dctx, which has ended by the time gorilla returns.
+	gctx, gcancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer gcancel(nil)
+	var (
+		mu        sync.Mutex
+		raw       net.Conn
+		guard     *frameGuard
+		cancelled bool
+	)
 	stop := context.AfterFunc(dctx, func() {
 		mu.Lock()
-		defer mu.Unlock()
 		cancelled = true
 		if raw != nil {
-			raw.SetDeadline(time.Unix(1, 0))
+			raw.SetDeadline(pastTime)
 		}
+		mu.Unlock()
+		gcancel(context.Cause(dctx))
 	})
+	netDial := opts.NetDialContext
+	if netDial == nil {
+		netDial = (&net.Dialer{}).DialContext
+	}
+	// dial connects, and wraps the connection in the frame guard; the guard
+	// parses frames unless a proxy's answers come first (see checkResponse
+	// for what the client checks itself) or TLS is still to be layered.
+	dial := func(ctx context.Context, network, addr string, state int) (*frameGuard, error) {
+		c, err := netDial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if cancelled {
+			c.Close()
+			return nil, context.Cause(dctx)
+		}
+		raw = c
+		guard = newFrameGuard(c, state, cfg.maxMessageSize)
+		return guard, nil
+	}
+	d := websocket.Dialer{
+		Subprotocols:    opts.Subprotocols,
+		TLSClientConfig: opts.TLSConfig,
+		ReadBufferSize:  readBufferSize,
+		WriteBufferPool: writeBufferPool,
+	}
+	switch {
+	case proxyURL != nil:
+		d.Proxy = http.ProxyURL(proxyURL)
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dial(ctx, network, addr, guardOff)
+		}
+	case u.Scheme == "ws":
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dial(ctx, network, addr, guardHTTP)
+		}
+	default:
+		// TLS here rather than in gorilla, so that the guard reads plaintext
+		// and interrupts writes above TLS.
+		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			g, err := dial(ctx, network, addr, guardOff)
+			if err != nil {
+				return nil, err
+			}
+			tcfg := opts.TLSConfig.Clone()
+			if tcfg == nil {
+				tcfg = &tls.Config{}
+			}
+			if tcfg.ServerName == "" {
+				tcfg.ServerName = u.Hostname()
+			}
+			tc := tls.Client(g.Conn, tcfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				tc.Close()
+				return nil, err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			guard = newFrameGuard(tc, guardHTTP, cfg.maxMessageSize)
+			return guard, nil
+		}
+	}
+
 	if cfg.log != nil {
 		cfg.log.Debug("websocket dialing", "url", u.Redacted(), "subprotocols", opts.Subprotocols)
 	}
-	ws, resp, err := d.DialContext(dctx, u.String(), header)
+	ws, resp, err := d.DialContext(gctx, u.String(), header)
 	if !stop() && err == nil {
 		ws.NetConn().Close()
 		err = context.Cause(dctx)
@@ -195,7 +202,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		ws.NetConn().Close()
 		return nil, fmt.Errorf("failed to dial %s: %w", rawURL, err)
 	}
-	c := newConn(ws, true, cfg, path, sub, resp.Header)
+	mu.Lock()
+	g := guard
+	mu.Unlock()
+	c := newConn(ws, g, true, cfg, path, sub, resp.Header)
 	c.trace("websocket opened", "path", path, "subprotocol", sub)
 	return c, nil
 }
@@ -234,6 +244,8 @@ func dialError(ctx, dctx context.Context, rawURL string, resp *http.Response, er
 		return fmt.Errorf("failed to dial %s: %w", rawURL, ErrConnectionTimeout)
 	case errors.Is(err, websocket.ErrBadHandshake):
 		return fmt.Errorf("failed to dial %s: %w: invalid upgrade response", rawURL, ErrHandshake)
+	case resp != nil: // a 101 arrived, with something wrong in it
+		return fmt.Errorf("failed to dial %s: %w: %w", rawURL, ErrHandshake, err)
 	}
 	return fmt.Errorf("failed to dial %s: %w", rawURL, err)
 }
@@ -259,8 +271,10 @@ var writeBufferPool = &sync.Pool{}
 // Open dials url, runs fn with the connection, and closes it (1000) when fn
 // returns. fn's ctx is cancelled the moment the connection is closed, with
 // the *ConnectionClosedError as its cause, so that every task working on a
-// dead connection stops. Open returns fn's error itself when fn fails; only
-// if fn succeeds does it return an error from closing.
+// dead connection stops. Open returns fn's error itself when fn fails (but
+// an error that only says fn's ctx was cancelled, because the connection
+// closed, is replaced by that *ConnectionClosedError); only if fn succeeds
+// does it return an error from closing.
 //
 // The closing handshake is bounded by DisconnectTimeout even when ctx is
 // already cancelled; when the peer is known dead (a ping timed out), Open
@@ -283,6 +297,12 @@ func Open(ctx context.Context, url string, opts *DialOptions, fn func(ctx contex
 	// The closing handshake runs even when ctx is cancelled, bounded by
 	// DisconnectTimeout.
 	closeErr := c.Close(context.WithoutCancel(ctx), StatusNormalClosure, "")
+	var closed *ConnectionClosedError
+	if errors.Is(fnErr, context.Canceled) && ctx.Err() == nil && errors.As(context.Cause(fnCtx), &closed) {
+		// fn only reports that its ctx was cancelled because the
+		// connection closed: say why it closed instead.
+		return closed
+	}
 	if fnErr != nil {
 		return fnErr
 	}

@@ -2,8 +2,11 @@ package wsconn
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 )
 
@@ -18,7 +21,10 @@ import (
 // right close code.
 type frameGuard struct {
 	net.Conn
-	err error
+	err         error
+	maxMessage  int64 // < 0: no limit
+	interrupted atomic.Bool
+	messageLen  uint64 // declared length of the data message so far
 
 	state     int
 	tail      uint32 // last four bytes, while skipping the HTTP response
@@ -34,25 +40,55 @@ type frameGuard struct {
 }
 
 const (
-	guardHTTP = iota // client: the upgrade response comes first
+	guardOff  = iota // through a proxy: no parsing, writes only
+	guardHTTP        // client: the upgrade response comes first
 	guardHeader
 	guardPayload
 )
 
-// badCloseFrame is what the guard reports for an invalid Close frame.
-type badCloseFrame struct {
+// guardError is what the guard reports for input that must fail the
+// connection with code.
+type guardError struct {
 	code   StatusCode
 	reason string
 }
 
-func (e *badCloseFrame) Error() string { return "invalid close frame: " + e.reason }
+func (e *guardError) Error() string { return "invalid frame: " + e.reason }
 
-func newFrameGuard(c net.Conn, client bool) *frameGuard {
-	g := &frameGuard{Conn: c, state: guardHeader}
-	if client {
-		g.state = guardHTTP
+func newFrameGuard(c net.Conn, state int, maxMessage int64) *frameGuard {
+	return &frameGuard{Conn: c, state: state, maxMessage: maxMessage}
+}
+
+// The write side: Send interrupts a write whose context ends by making
+// every write fail until resume. gorilla resets the socket's deadline for
+// each frame, so the guard keeps it in the past while interrupted.
+
+var errWriteInterrupted = errors.New("write interrupted")
+
+var pastTime = time.Unix(1, 0)
+
+func (g *frameGuard) Write(p []byte) (int, error) {
+	if g.interrupted.Load() {
+		return 0, errWriteInterrupted
 	}
-	return g
+	return g.Conn.Write(p)
+}
+
+func (g *frameGuard) SetWriteDeadline(t time.Time) error {
+	if g.interrupted.Load() {
+		t = pastTime
+	}
+	return g.Conn.SetWriteDeadline(t)
+}
+
+func (g *frameGuard) interrupt() {
+	g.interrupted.Store(true)
+	g.Conn.SetWriteDeadline(pastTime)
+}
+
+func (g *frameGuard) resume() {
+	g.interrupted.Store(false)
+	g.Conn.SetWriteDeadline(time.Time{})
 }
 
 func (g *frameGuard) Read(p []byte) (int, error) {
@@ -60,7 +96,7 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 		return 0, g.err
 	}
 	n, err := g.Conn.Read(p)
-	if n > 0 {
+	if n > 0 && g.state != guardOff {
 		if k, bad := g.scan(p[:n]); bad != nil {
 			g.err = bad
 			if k == 0 {
@@ -101,7 +137,9 @@ func (g *frameGuard) scan(b []byte) (int, error) {
 				}
 			}
 			if g.hdrLen >= 2 && g.hdrLen == g.hdrNeed {
-				g.startPayload()
+				if err := g.startPayload(); err != nil {
+					return i - 1, err // gorilla never sees the whole header
+				}
 			}
 		case guardPayload:
 			take := uint64(len(b) - i)
@@ -132,7 +170,7 @@ func (g *frameGuard) scan(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (g *frameGuard) startPayload() {
+func (g *frameGuard) startPayload() error {
 	n := uint64(g.hdr[1] & 0x7f)
 	ext := 2
 	switch n {
@@ -146,8 +184,22 @@ func (g *frameGuard) startPayload() {
 		}
 		ext = 10
 	}
+	if n>>63 != 0 {
+		return &guardError{StatusProtocolError, "frame length has the most significant bit set"}
+	}
 	if g.masked {
 		copy(g.mask[:], g.hdr[ext:ext+4])
+	}
+	// Fail a message as soon as its headers announce more than the limit,
+	// rather than after the bytes arrive.
+	switch g.hdr[0] & 0x0f {
+	case 0x1, 0x2:
+		g.messageLen = n
+	case 0x0:
+		g.messageLen += n
+	}
+	if g.maxMessage >= 0 && g.hdr[0]&0x08 == 0 && g.messageLen > uint64(g.maxMessage) {
+		return &guardError{StatusMessageTooBig, tooBigReason(g.maxMessage)}
 	}
 	// Oversized or fragmented control frames are gorilla's to reject.
 	g.isClose = g.hdr[0]&0x0f == 0x8 && g.hdr[0]&0x80 != 0 && n <= maxControlPayload
@@ -157,14 +209,15 @@ func (g *frameGuard) startPayload() {
 	if n == 0 {
 		g.state = guardHeader
 	}
+	return nil
 }
 
 func checkClosePayload(p []byte) error {
 	switch {
 	case len(p) == 1:
-		return &badCloseFrame{StatusProtocolError, "close frame payload of 1 byte"}
+		return &guardError{StatusProtocolError, "close frame payload of 1 byte"}
 	case len(p) >= 2 && !utf8.Valid(p[2:]):
-		return &badCloseFrame{StatusInvalidFramePayloadData, "close reason is not valid UTF-8"}
+		return &guardError{StatusInvalidFramePayloadData, "close reason is not valid UTF-8"}
 	}
 	return nil
 }
@@ -172,12 +225,15 @@ func checkClosePayload(p []byte) error {
 // guardedWriter hands gorilla's Upgrade a guarded connection on Hijack.
 type guardedWriter struct {
 	http.ResponseWriter
+	maxMessage int64
+	guard      *frameGuard
 }
 
-func (w guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	return newFrameGuard(c, false), brw, nil
+	w.guard = newFrameGuard(c, guardHeader, w.maxMessage)
+	return w.guard, brw, nil
 }

@@ -72,21 +72,38 @@ func rawPeer(t *testing.T, ln net.Listener, fn func(ws *websocket.Conn)) string 
 	if ln == nil {
 		ln = listen(t)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		closed bool
+	)
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		defer wg.Done()
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
-		wg.Add(1)
-		defer wg.Done()
 		defer ws.NetConn().Close()
 		fn(ws)
 	})}
 	done := make(chan struct{})
 	go func() { hs.Serve(ln); close(done) }()
-	t.Cleanup(func() { hs.Close(); <-done; wg.Wait() })
+	t.Cleanup(func() {
+		hs.Close()
+		<-done
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		wg.Wait()
+	})
 	return "ws://" + ln.Addr().String()
 }
 

@@ -41,6 +41,9 @@ func (c *Conn) Ping(ctx context.Context, payload []byte) error {
 	}
 	if err := c.writeControl(ctx, websocket.PingMessage, []byte(p.payload), "ping"); err != nil {
 		c.deregisterPing(p)
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.peerDead.Store(true) // it does not even read
+		}
 		return err
 	}
 	select {

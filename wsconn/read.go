@@ -23,10 +23,11 @@ import (
 // are still returned, then a *ConnectionClosedError. After a local Close
 // the queue is discarded and Receive fails at once.
 func (c *Conn) Receive(ctx context.Context) (Message, error) {
-	select {
-	case <-c.dropQueue:
-		return Message{}, c.closedErr()
-	default:
+	// A ready message or the end of the queue wins over ctx: the contexts
+	// of Open and of server handlers are cancelled because the connection
+	// closed, and that must not hide what was queued before.
+	if m, err, ok := c.tryReceive(); ok {
+		return m, err
 	}
 	select {
 	case m, ok := <-c.queue:
@@ -37,7 +38,28 @@ func (c *Conn) Receive(ctx context.Context) (Message, error) {
 	case <-c.dropQueue:
 		return Message{}, c.closedErr()
 	case <-ctx.Done():
+		if m, err, ok := c.tryReceive(); ok {
+			return m, err
+		}
 		return Message{}, fmt.Errorf("failed to receive message: %w", ctx.Err())
+	}
+}
+
+// tryReceive is Receive without waiting; ok is false when it would wait.
+func (c *Conn) tryReceive() (m Message, err error, ok bool) {
+	select {
+	case <-c.dropQueue:
+		return Message{}, c.closedErr(), true
+	default:
+	}
+	select {
+	case m, open := <-c.queue:
+		if !open {
+			return Message{}, c.closedErr(), true
+		}
+		return m, nil, true
+	default:
+		return Message{}, nil, false
 	}
 }
 
@@ -58,7 +80,7 @@ func (c *Conn) readLoop() {
 		data, err := c.readMessage(r)
 		if err != nil {
 			if errors.Is(err, errTooBig) {
-				c.fail(StatusMessageTooBig, "message exceeds the limit of "+strconv.FormatInt(c.cfg.maxMessageSize, 10)+" bytes")
+				c.fail(StatusMessageTooBig, tooBigReason(c.cfg.maxMessageSize))
 			} else {
 				c.readFailed(err)
 			}
@@ -81,6 +103,10 @@ func (c *Conn) readLoop() {
 }
 
 var errTooBig = errors.New("message too big")
+
+func tooBigReason(limit int64) string {
+	return "message exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"
+}
 
 // readMessage reads one message, enforcing the size limit (inclusive) as
 // bytes arrive so that an oversized message is never buffered whole.
@@ -118,7 +144,7 @@ func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 // readFailed classifies the error that ended the reader.
 func (c *Conn) readFailed(err error) {
 	var ce *websocket.CloseError
-	var bad *badCloseFrame
+	var bad *guardError
 	switch {
 	case errors.As(err, &bad):
 		c.fail(bad.code, bad.reason)

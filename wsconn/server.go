@@ -107,6 +107,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.opts.ConnectTimeout,
+		IdleTimeout:       s.opts.ConnectTimeout, // also after a refused handshake
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"unicode/utf8"
 	"unsafe"
@@ -70,12 +71,19 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 
 	var w *writeWatch
 	if ctx.Done() != nil {
-		w = &writeWatch{c: c}
+		w = &writeWatch{g: c.guard}
 		w.stop = context.AfterFunc(ctx, w.interrupt)
 	}
 	err := c.writeMessage(typ, data)
 	if w != nil && w.finish() {
-		return fmt.Errorf("failed to send message: %w (connection aborted: a message cannot be resumed halfway)", ctx.Err())
+		if err == nil {
+			// ctx ended just as the message was completed: it is on the
+			// wire, and the connection is fine.
+			c.guard.resume()
+		} else {
+			c.abort(abortedSend)
+			return fmt.Errorf("failed to send message: %w (connection aborted: a message cannot be resumed halfway)", ctx.Err())
+		}
 	}
 	if err != nil {
 		if errors.Is(err, websocket.ErrCloseSent) {
@@ -102,9 +110,9 @@ func (c *Conn) writeMessage(typ MessageType, data []byte) error {
 	return w.Close()
 }
 
-// writeWatch breaks an in-progress write when its context ends.
+// writeWatch interrupts an in-progress write when its context ends.
 type writeWatch struct {
-	c           *Conn
+	g           *frameGuard
 	stop        func() bool
 	mu          sync.Mutex
 	done, fired bool
@@ -113,19 +121,15 @@ type writeWatch struct {
 func (w *writeWatch) interrupt() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done {
-		return
+	if !w.done {
+		w.fired = true
+		w.g.interrupt()
 	}
-	w.fired = true
-	// The message cannot be finished, so the connection is over: closing
-	// TCP unblocks the write at once. (gorilla's own write deadline is not
-	// safe to set during a write, and it resets the socket's per frame.)
-	w.c.abort(abortedSend)
 }
 
 var abortedSend = CloseReason{Code: StatusAbnormalClosure, Reason: "send interrupted mid-message"}
 
-// finish ends the watch and reports whether it aborted the connection.
+// finish ends the watch and reports whether it interrupted the write.
 func (w *writeWatch) finish() bool {
 	w.stop()
 	w.mu.Lock()
@@ -156,7 +160,8 @@ func (c *Conn) writeControl(ctx context.Context, typ int, payload []byte, what s
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("failed to send %s: %w", what, err)
 	}
-	err := c.ws.WriteControl(typ, payload, c.controlDeadline(ctx))
+	deadline := c.controlDeadline(ctx)
+	err := c.ws.WriteControl(typ, payload, deadline)
 	if err == nil {
 		return nil
 	}
@@ -165,7 +170,13 @@ func (c *Conn) writeControl(ctx context.Context, typ int, payload []byte, what s
 		return c.closedErr()
 	default:
 	}
-	if ctx.Err() != nil {
+	var ne net.Error
+	if d, ok := ctx.Deadline(); ctx.Err() != nil || (ok && d.Equal(deadline) && errors.As(err, &ne) && ne.Timeout()) {
+		// ctx's deadline ended the write, possibly a moment before ctx
+		// itself reports it.
+		if ctx.Err() == nil {
+			return fmt.Errorf("failed to send %s: %w", what, context.DeadlineExceeded)
+		}
 		return fmt.Errorf("failed to send %s: %w", what, ctx.Err())
 	}
 	return fmt.Errorf("failed to send %s: %w", what, err)
