@@ -106,7 +106,9 @@ func (a *App) Run(ctx context.Context, url string) error {
 		c, err := wsconn.Dial(ctx, url, a.DialOptions)
 		if err != nil {
 			if ctx.Err() == nil {
-				a.reportError(err)
+				if perr := a.reportError(err); perr != nil {
+					return perr
+				}
 			}
 			return err
 		}

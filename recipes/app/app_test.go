@@ -489,6 +489,17 @@ func TestDialFailures(t *testing.T) {
 		if len(errs) != 3 {
 			t.Errorf("OnError called %d times, want 3", len(errs))
 		}
+
+		// A panicking OnError ends Run with the panic, with or without
+		// Reconnect.
+		a.OnError = func(error) { panic("in OnError") }
+		for _, rc := range []*reconnect.Options{nil, {MaxAttempts: 3}} {
+			a.Reconnect = rc
+			var pe *nursery.PanicError
+			if err := a.Run(t.Context(), "ws://pipe/"); !errors.As(err, &pe) || pe.Value != "in OnError" {
+				t.Errorf("Run (reconnect %v) = %v, want the OnError panic", rc != nil, err)
+			}
+		}
 	})
 }
 
