@@ -93,6 +93,8 @@ func TestServeHTTPMounted(t *testing.T) {
 			return err
 		}
 		if err := c.SendText(ctx, r.Path); err != nil {
+			// The client has received it: a failure here is a bug.
+			causes <- fmt.Errorf("handler's SendText: %w", err)
 			return err
 		}
 		<-ctx.Done()
