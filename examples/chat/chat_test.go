@@ -224,6 +224,7 @@ func TestTwoBrowsers(t *testing.T) {
 		"alice": {Name: "alice", From: "bob", Text: "hi from bob"},
 		"bob":   {Name: "bob", From: "alice", Text: "hi from alice"},
 	}
+	start := time.Now()
 	deadline := time.After(60 * time.Second) // two browsers starting on a busy machine
 	for len(want) > 0 {
 		select {
@@ -232,6 +233,7 @@ func TestTwoBrowsers(t *testing.T) {
 			if !ok || r != w {
 				t.Fatalf("unexpected report %+v (still waiting for %v)", r, want)
 			}
+			t.Logf("%v: report %+v", time.Since(start).Round(time.Millisecond), r)
 			delete(want, r.Name)
 		case <-deadline:
 			t.Fatalf("no report from %v within 60s", want)

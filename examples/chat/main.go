@@ -275,7 +275,12 @@ func (rm *room) handle(ctx context.Context, r *wsconn.Request) error {
 	if ctx.Err() != nil {
 		err = context.Cause(ctx) // the connection closed, or the server is shutting down
 	}
-	log.Info("left", "why", err)
+	var closed *wsconn.ConnectionClosedError
+	if errors.As(err, &closed) {
+		log.Info("left", "code", int(closed.Reason.Code), "reason", closed.Reason.Reason)
+	} else {
+		log.Info("left", "why", err)
+	}
 	return nil
 }
 

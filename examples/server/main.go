@@ -161,13 +161,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxMessageSize:    cfg.maxMessageSize,
 		Logger:            log,
 	})
+	// Serve shuts down when its context ends; log first, then let it.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
 	stop := context.AfterFunc(ctx, func() {
 		log.Info("shutting down: closing connections with 1001 (going away)", "open", e.open.Load())
+		stopServing()
 	})
 	defer stop()
 	log.Info("listening", "url", scheme+"://"+ln.Addr().String()+"/", "heartbeat", cfg.heartbeat.String())
-	err = srv.Serve(ctx, ln)
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+	err = srv.Serve(serveCtx, ln)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		log.Info("server stopped")
 		return nil
 	}

@@ -90,7 +90,11 @@ ws.addEventListener("message", (e) => {
     case "welcome":
       me = ev.name;
       document.title = `${me} · wsnursery chat`;
-      notice(`Welcome, ${me}! ${ev.users.length - 1} other(s) online.`);
+      {
+        const others = ev.users.length - 1;
+        notice(`Welcome, ${me}! ` + (others === 0 ? "Nobody else is here yet."
+          : others === 1 ? "1 other person is online." : `${others} others are online.`));
+      }
       showUsers(ev.users);
       maybeSay(ev.users);
       break;
