@@ -409,3 +409,17 @@ func pipe(t *testing.T) (r, w *os.File) {
 	t.Cleanup(func() { w.Close() })
 	return r, w
 }
+
+// TestInterrupt: Ctrl-C closes the connection with 1000 and exits 1.
+func TestInterrupt(t *testing.T) {
+	srv, url := extest.StartServer(t, extest.Build(t, "../server"))
+	stdin, _ := pipe(t)
+	client := extest.Start(t, stdin, extest.Build(t, "."), url)
+	stdin.Close()
+	client.WaitStderr(t, regexp.MustCompile(`connected to `))
+	client.Signal(t, syscall.SIGINT)
+	if code := client.Wait(t); code != 1 || !strings.HasSuffix(client.Stderr(), "client: interrupted\n") {
+		t.Fatalf("exit code %d, want 1 and \"interrupted\"; stderr:\n%s", code, client.Stderr())
+	}
+	srv.WaitStderr(t, regexp.MustCompile(`msg="connection closed" .*code=1000`))
+}

@@ -163,6 +163,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Header:         cfg.header,
 		Subprotocols:   cfg.subprotocols,
 		ConnectTimeout: cfg.connectTimeout,
+		// A server that does not answer our Close within this is dropped.
+		DisconnectTimeout: closeTimeout,
 	}
 	if cfg.insecure {
 		opts.TLSConfig = &tls.Config{InsecureSkipVerify: true}
@@ -178,6 +180,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err = wsconn.Open(ctx, cfg.url, opts, s.run)
 	var rejected *wsconn.ConnectionRejectedError
 	switch {
+	case s.connected.Load() && ctx.Err() != nil:
+		// Interrupted (Ctrl-C): Open has closed the connection with 1000.
+		return errors.New("interrupted")
 	case s.connected.Load():
 		return err
 	case errors.As(err, &rejected):
