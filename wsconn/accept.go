@@ -35,6 +35,8 @@ type AcceptOptions struct {
 	Subprotocol string
 	// Header is added to the 101 response.
 	Header http.Header
+	// OnPing and OnPong: see DialOptions.
+	OnPing, OnPong func(payload []byte)
 }
 
 var errDecided = errors.New("handshake already accepted or rejected")
@@ -69,7 +71,9 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("failed to accept: %w", err)
 	}
-	c := newConn(ws, gw.guard, false, r.srv.cfg, r.Path, opts.Subprotocol, header)
+	cfg := r.srv.cfg
+	cfg.onPing, cfg.onPong = opts.OnPing, opts.OnPong
+	c := newConn(ws, gw.guard, false, cfg, r.Path, opts.Subprotocol, header)
 	r.conn = c
 	c.afterDone(func() { r.cancel(c.closedErr()) })
 

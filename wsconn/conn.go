@@ -33,6 +33,7 @@ type connConfig struct {
 	maxMessageSize    int64 // < 0: unlimited
 	queueSize         int
 	log               *slog.Logger
+	onPing, onPong    func(payload []byte)
 }
 
 func newConnConfig(disconnect time.Duration, maxSize int64, queue int, log *slog.Logger) connConfig {

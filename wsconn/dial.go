@@ -49,6 +49,10 @@ type DialOptions struct {
 	MessageQueueSize int
 	// Logger receives debug records of handshakes, frames and closes.
 	Logger *slog.Logger
+	// OnPing and OnPong, when set, observe the pings the peer sends (after
+	// they are answered) and the pongs it sends. They run on the
+	// connection's reader goroutine and must not block.
+	OnPing, OnPong func(payload []byte)
 }
 
 // Dial opens a client connection to a ws:// or wss:// URL.
@@ -87,6 +91,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		header.Set("Host", hostHeader(u))
 	}
 	cfg := newConnConfig(opts.DisconnectTimeout, opts.MaxMessageSize, opts.MessageQueueSize, opts.Logger)
+	cfg.onPing, cfg.onPong = opts.OnPing, opts.OnPong
 
 	connectTimeout := opts.ConnectTimeout
 	if connectTimeout <= 0 {

@@ -115,6 +115,9 @@ func (c *Conn) deregisterPing(p *pendingPing) {
 // ping sent before it.
 func (c *Conn) handlePong(payload string) error {
 	c.peerDead.Store(false)
+	if c.cfg.onPong != nil {
+		c.cfg.onPong([]byte(payload))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := c.findPing(payload)
@@ -139,5 +142,8 @@ func (c *Conn) handlePing(payload string) error {
 	default:
 	}
 	c.ws.WriteControl(websocket.PongMessage, []byte(payload), time.Now().Add(min(c.cfg.disconnectTimeout, 5*time.Second)))
+	if c.cfg.onPing != nil {
+		c.cfg.onPing([]byte(payload))
+	}
 	return nil
 }

@@ -170,3 +170,26 @@ func TestPingWaitingWhenConnectionCloses(t *testing.T) {
 		})
 	}
 }
+
+// OnPing and OnPong observe the peer's control frames.
+func TestPingPongObservers(t *testing.T) {
+	url, pings, ctl := pingPeer(t)
+	seenPing, seenPong := make(chan string, 1), make(chan string, 1)
+	c := dial(t, url, &wsconn.DialOptions{
+		OnPing: func(p []byte) { seenPing <- string(p) },
+		OnPong: func(p []byte) { seenPong <- string(p) },
+	})
+	ctx := ctxTimeout(t, 10*time.Second)
+	ctl <- ctlFrame{websocket.PongMessage, "unsolicited"}
+	if got := <-seenPong; got != "unsolicited" {
+		t.Fatalf("OnPong saw %q", got)
+	}
+	ctl <- ctlFrame{websocket.PingMessage, "hello"}
+	if got := <-seenPing; got != "hello" {
+		t.Fatalf("OnPing saw %q", got)
+	}
+	if err := c.SendText(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	_ = pings
+}
