@@ -70,14 +70,10 @@ func fail(id, desc string, code int, send func(p *peer)) wsCase {
 // peerClose is a case where the peer sends a Close frame with payload;
 // closeVerdict says whether wsconn must echo it or fail.
 func peerClose(id, desc string, payload []byte) wsCase {
-	echo, wire, api, reason := closeVerdict(payload)
+	a := closeVerdict(payload)
 	c := wsCase{id: id, desc: desc, send: func(p *peer) { p.write(dataFrame(opClose, payload)) }}
-	c.wire = closeWant{code: wire}
-	c.api = closeWant{code: api}
-	if echo {
-		c.wire.reason, c.api.reason = str(reason), str(reason)
-		c.wire.orEmpty = len(payload) == 0
-	}
+	c.wire, c.api = a.want()
+	c.wire.orEmpty = a.echo && len(payload) == 0
 	return c
 }
 
@@ -324,6 +320,9 @@ var cases = func() []wsCase {
 	add(peerClose("7.5.1", "close with a reason that is not UTF-8", closePayload(1000, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80")))
 	for _, code := range []int{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999} {
 		add(peerClose("7.7."+strconv.Itoa(code), fmt.Sprintf("close with valid code %d and a reason", code), closePayload(code, "reason "+strconv.Itoa(code))))
+	}
+	for _, code := range []int{1012, 1013, 1014} {
+		add(peerClose("7.7.E"+strconv.Itoa(code), fmt.Sprintf("close with IANA-registered code %d (wsconn sends it too)", code), closePayload(code, "reason "+strconv.Itoa(code))))
 	}
 	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
 		add(peerClose("7.9."+strconv.Itoa(code), fmt.Sprintf("close with invalid code %d", code), closePayload(code, "")))

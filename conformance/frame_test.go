@@ -189,24 +189,34 @@ func validWireCode(code int) bool {
 	return false
 }
 
-// closeVerdict is what an endpoint must do with a Close frame payload it
-// receives: echo it (echo is true, wire is the code to send back, api the
-// code and reason to report; an empty Close frame is reported as 1005 and
-// answered with 1000) or fail the connection with wire (1002 or 1007).
-func closeVerdict(p []byte) (echo bool, wire int, api int, apiReason string) {
-	if len(p) > 125 {
-		return false, 1002, 1002, ""
-	}
+// closeAnswer is what an endpoint must do with a Close frame it receives.
+type closeAnswer struct {
+	echo   bool   // a valid Close frame: answer with the same code and reason
+	wire   int    // the code to send: the echoed one (1000 for an empty frame) or the failure's
+	alt    int    // another code that is right for the failure, or 0
+	api    int    // the code to report: the peer's (1005 for an empty frame) or the failure's
+	reason string // the reason to echo and report
+}
+
+// closeVerdict decides what an endpoint must do with the Close payload p:
+// echo a valid one, fail a 1-byte, oversized or invalid-code one with 1002
+// and a reason that is not UTF-8 with 1007. When both the code and the
+// reason are bad, either failure code is right.
+func closeVerdict(p []byte) closeAnswer {
 	code, reason, ok := parseClose(p)
 	switch {
-	case !ok:
-		return false, 1002, 1002, ""
+	case len(p) > 125, !ok:
+		return closeAnswer{wire: 1002, api: 1002}
 	case len(p) == 0:
-		return true, 1000, 1005, ""
+		return closeAnswer{echo: true, wire: 1000, api: 1005}
 	case !validWireCode(code):
-		return false, 1002, 1002, ""
+		a := closeAnswer{wire: 1002, api: 1002}
+		if !utf8.ValidString(reason) {
+			a.alt = 1007
+		}
+		return a
 	case !utf8.ValidString(reason):
-		return false, 1007, 1007, ""
+		return closeAnswer{wire: 1007, api: 1007}
 	}
-	return true, code, code, reason
+	return closeAnswer{echo: true, wire: code, api: code, reason: reason}
 }

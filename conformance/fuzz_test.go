@@ -158,7 +158,7 @@ func checkOutcome(t *testing.T, s []byte, fromClient bool, w wireLog, res appRes
 	}
 
 	// The Close frame on the wire, and what the API reports.
-	api := closeWant{code: want.api, reason: want.reason}
+	api := closeWant{code: want.api, alt: want.alt, reason: want.reason}
 	switch {
 	case want.or1006 && !w.closed:
 		api = closeWant{code: 1006}
@@ -171,7 +171,7 @@ func checkOutcome(t *testing.T, s []byte, fromClient bool, w wireLog, res appRes
 	case len(w.close) == 0 && want.orEmpty:
 	default:
 		code, reason, ok := parseClose(w.close)
-		wire := closeWant{code: want.wire, reason: want.reason}
+		wire := closeWant{code: want.wire, alt: want.alt, reason: want.reason}
 		if !ok || len(w.close) == 0 {
 			t.Errorf("wsconn sent Close payload %q, want %v", w.close, wire)
 		} else if err := wire.check(code, reason); err != nil {
@@ -425,13 +425,10 @@ func FuzzClosePayload(f *testing.F) {
 			payload = payload[:200]
 		}
 		p, results, ctx := pipePeer(t, es, ln)
-		echo, wire, api, reason := closeVerdict(payload)
+		v := fuzzVerdict(payload)
 		p.write(dataFrame(opClose, payload))
-		w := closeWant{code: wire}
-		a := closeWant{code: api}
-		if echo {
-			w.reason, w.orEmpty, a.reason = &reason, len(payload) == 0, &reason
-		}
+		w, a := v.want()
+		w.orEmpty = v.echo && len(payload) == 0
 		p.expectClose(w)
 		p.expectEOF()
 		checkApp(t, waitApp(t, ctx, results), a)

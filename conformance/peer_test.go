@@ -190,6 +190,7 @@ func (p *peer) expectMessage(op byte, payload []byte) {
 // closeWant is a Close frame or close reason a case expects.
 type closeWant struct {
 	code      int
+	alt       int     // another acceptable code, or 0
 	reason    *string // exact reason, when set
 	reasonHas string  // a substring the reason must contain
 	orEmpty   bool    // an empty Close frame is accepted too (wire only)
@@ -197,6 +198,9 @@ type closeWant struct {
 
 func (w closeWant) String() string {
 	s := fmt.Sprint(w.code)
+	if w.alt != 0 {
+		s += fmt.Sprintf(" or %d", w.alt)
+	}
 	if w.reason != nil && *w.reason != "" {
 		s += fmt.Sprintf(" %q", *w.reason)
 	}
@@ -211,7 +215,7 @@ func (w closeWant) String() string {
 
 func (w closeWant) check(code int, reason string) error {
 	switch {
-	case code != w.code:
+	case code != w.code && (w.alt == 0 || code != w.alt):
 		return fmt.Errorf("code %d (reason %q), want %v", code, reason, w)
 	case w.reason != nil && reason != *w.reason:
 		return fmt.Errorf("reason %q, want %q", reason, *w.reason)
@@ -219,6 +223,15 @@ func (w closeWant) check(code int, reason string) error {
 		return fmt.Errorf("reason %q does not contain %q", reason, w.reasonHas)
 	}
 	return nil
+}
+
+// want returns the Close frame and the reason a closeAnswer asks for.
+func (a closeAnswer) want() (wire, api closeWant) {
+	wire, api = closeWant{code: a.wire, alt: a.alt}, closeWant{code: a.api, alt: a.alt}
+	if a.echo {
+		wire.reason, api.reason = str(a.reason), str(a.reason)
+	}
+	return wire, api
 }
 
 // expectClose requires the next frame to be a Close frame matching w and
