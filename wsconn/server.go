@@ -22,7 +22,8 @@ import (
 // and when the server shuts down.
 //
 // When the handler returns nil the connection is closed with 1000; when it
-// returns an error or panics, with 1011 and the error is logged. A handler
+// returns an error or panics, with 1011 and the error is logged. A
+// *ConnectionClosedError returned after the connection closed counts as nil. A handler
 // that returns without deciding rejects the request (403, or 500 on error).
 type Handler func(ctx context.Context, r *Request) error
 
@@ -222,6 +223,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	r.mu.Lock()
 	c, decided := r.conn, r.decided
 	r.mu.Unlock()
+	var closed *ConnectionClosedError
+	if c != nil && !panicked && errors.As(err, &closed) {
+		if _, closing := c.CloseReason(); closing {
+			// Returning Receive's error after the peer closed is how a
+			// handler loop ends, not a failure.
+			err = nil
+		}
+	}
 	switch {
 	case c != nil:
 		code, reason := StatusNormalClosure, ""

@@ -716,3 +716,47 @@ func TestHandlerReceivesQueuedMessagesThenCloseError(t *testing.T) {
 		wantClosed(t, res.err, 4001, "bye")
 	}
 }
+
+// A handler that returns Receive's close error after the client closed has
+// not failed: nothing is logged and FailFast does not stop the server.
+func TestHandlerReturningCloseErrorIsNotAFailure(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, &slog.HandlerOptions{Level: slog.LevelError}))
+	returned := make(chan error, 1)
+	url := serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for {
+			if _, err := c.Receive(ctx); err != nil {
+				returned <- err
+				return err
+			}
+		}
+	}, &wsconn.ServerOptions{FailFast: true, Logger: logger})
+	for range 2 { // the server is still serving after the first
+		c := dial(t, url, nil)
+		if err := c.Close(ctxTimeout(t, 10*time.Second), wsconn.StatusNormalClosure, ""); err != nil {
+			t.Fatal(err)
+		}
+		wantClosed(t, <-returned, wsconn.StatusNormalClosure, "*")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logs.Len() != 0 {
+		t.Fatalf("logged: %s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
