@@ -12,8 +12,9 @@ import (
 // TestReceiveAfterLossWithScopedContext: Open cancels its function's
 // context when the connection closes; Receive with that context must still
 // return the message queued before the loss, then the
-// *wsconn.ConnectionClosedError, as Receive's contract says. (wsconn bug:
-// Receive's select picks ctx.Done at random once both are ready.)
+// *wsconn.ConnectionClosedError, as Receive's contract says (regression
+// test: Receive's select used to pick ctx.Done at random once both were
+// ready).
 func TestReceiveAfterLossWithScopedContext(t *testing.T) {
 	const rounds = 50
 	addr := startServer(t, func(ctx context.Context, r *wsconn.Request) error {

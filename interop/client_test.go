@@ -172,9 +172,7 @@ func clientCloseByPeer(t *testing.T, p *interop.Peer, base string) {
 	var conn *wsconn.Conn
 	err := wsconn.Open(ctx, base+"/close-by-peer", dialOptions(), func(fctx context.Context, c *wsconn.Conn) error {
 		conn = c
-		rctx, cancel := unscoped(fctx)
-		defer cancel()
-		_, err := c.Receive(rctx)
+		_, err := c.Receive(fctx)
 		ce, err := closedError(err)
 		if err != nil {
 			return fmt.Errorf("Receive when the peer closes: %w", err)

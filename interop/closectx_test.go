@@ -11,8 +11,8 @@ import (
 
 // TestCloseWithHandlerContext: a handler that closes with its own context,
 // which the server cancels once the connection is closed, must get nil from
-// a closing handshake that completed. (wsconn bug: Close's final select can
-// pick ctx.Done over c.done when both are ready.)
+// a closing handshake that completed (regression test: Close's select used
+// to pick ctx.Done over c.done at random when both were ready).
 func TestCloseWithHandlerContext(t *testing.T) {
 	const rounds = 50
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -130,12 +130,3 @@ func scenarioOf(path string) string {
 	path, _, _ = strings.Cut(path, "?")
 	return strings.Trim(path, "/")
 }
-
-// unscoped returns ctx without the cancellation that Open and the Server
-// apply to their scope when the connection closes, bounded by
-// scenarioTimeout instead: a Receive made after the close with the scope's
-// ctx may report that cancellation rather than the close (a wsconn bug, see
-// TestReceiveAfterLossWithScopedContext in package faults).
-func unscoped(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), scenarioTimeout)
-}

@@ -86,7 +86,7 @@ func (s *goServer) handle(ctx context.Context, r *wsconn.Request) error {
 	h.err = s.run(ctx, h.scenario, c, &h)
 	if h.err == nil && h.scenario != "close-by-peer" {
 		// Close here (the handler's return would too) to see the peer's echo.
-		h.err = c.Close(closeContext(ctx), wsconn.StatusNormalClosure, "")
+		h.err = c.Close(ctx, wsconn.StatusNormalClosure, "")
 	}
 	h.reason, _ = c.CloseReason()
 	return nil
@@ -116,14 +116,12 @@ func (s *goServer) run(ctx context.Context, scenario string, c *wsconn.Conn, h *
 	case "ping-only":
 		return ping(ctx, c)
 	case "close-by-go":
-		if err := c.Close(closeContext(ctx), goCloseCode, goCloseReason); err != nil {
+		if err := c.Close(ctx, goCloseCode, goCloseReason); err != nil {
 			return fmt.Errorf("Close: %w", err)
 		}
 		return nil
 	case "close-by-peer":
-		rctx, cancel := unscoped(ctx)
-		defer cancel()
-		_, err := c.Receive(rctx)
+		_, err := c.Receive(ctx)
 		if h.closedErr, err = closedError(err); err != nil {
 			return err
 		}
@@ -147,12 +145,6 @@ func (s *goServer) run(ctx context.Context, scenario string, c *wsconn.Conn, h *
 	}
 	return fmt.Errorf("unknown scenario %q", scenario)
 }
-
-// closeContext is ctx without its cancellation: the server cancels the
-// handler's ctx as soon as the connection is closed, which makes Close
-// report a completed handshake as cancelled at random (a wsconn bug shown
-// by TestCloseWithHandlerContext). Close stays bounded by DisconnectTimeout.
-func closeContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func ping(ctx context.Context, c *wsconn.Conn) error {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
