@@ -69,7 +69,7 @@ func TestReset(t *testing.T) {
 	if r, _ := conn.CloseReason(); r.Code != wsconn.StatusAbnormalClosure {
 		t.Errorf("client CloseReason %v, want 1006", r)
 	}
-	t.Logf("client saw the reset after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("client saw the reset after %v", time.Since(start).Round(time.Microsecond))
 
 	r := waitResult(t, serverDone, 5*time.Second)
 	if err := closed1006(r.err); err != nil {
