@@ -59,9 +59,10 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 		return p
 	}
 	var (
-		inMsg bool
-		msgOp byte
-		msg   []byte
+		inMsg    bool
+		msgOp    byte
+		msg      []byte
+		guardLen uint64
 	)
 	for {
 		if len(s) < 2 {
@@ -71,6 +72,9 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 		fin, rsv, op := s[0]&0x80 != 0, s[0]>>4&7, s[0]&0xf
 		masked, n := s[1]&0x80 != 0, uint64(s[1]&0x7f)
 		control := op >= 8
+		if knownBugs && op <= 2 && guardOverLimit(s, &guardLen, limit) {
+			p.alt = 1009 // wsconn's guard checks the length before the header's validity
+		}
 		switch {
 		case rsv != 0, op >= 3 && op <= 7, op >= 11:
 			return fail(1002)
@@ -96,7 +100,9 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			}
 			n, s = binary.BigEndian.Uint64(s), s[8:]
 			if n>>63 != 0 {
-				p.noClose = knownBugs
+				// knownBugs: with a masking key after the length, gorilla
+				// sees the bad length before wsconn's guard does.
+				p.noClose = knownBugs && masked
 				return fail(1002)
 			}
 		}
@@ -154,4 +160,28 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			}
 		}
 	}
+}
+
+// guardOverLimit mimics wsconn's frame guard (knownBugs): it adds the
+// data frame at s to the running message length, counting frames gorilla
+// will reject too, and reports whether the length is over limit.
+func guardOverLimit(s []byte, guardLen *uint64, limit int) bool {
+	n := uint64(s[1] & 0x7f)
+	switch {
+	case n == 126 && len(s) >= 4:
+		n = uint64(binary.BigEndian.Uint16(s[2:]))
+	case n == 127 && len(s) >= 10:
+		n = binary.BigEndian.Uint64(s[2:])
+	case n >= 126:
+		return false // the guard has not seen the whole header
+	}
+	if n>>63 != 0 {
+		return false
+	}
+	if s[0]&0xf == opCont {
+		*guardLen += n
+	} else {
+		*guardLen = n
+	}
+	return *guardLen > uint64(limit)
 }
