@@ -25,14 +25,14 @@ var peerServers = []peerServer{
 		name: "trio-websocket",
 		have: func() error { return interop.HavePython("trio", "trio_websocket") },
 		cmd: func() (string, []string, []string) {
-			return interop.Python, []string{"testdata/trio_server.py"}, nil
+			return interop.Python, []string{"-B", "testdata/trio_server.py"}, nil
 		},
 	},
 	{
 		name: "websockets",
 		have: func() error { return interop.HavePython("websockets") },
 		cmd: func() (string, []string, []string) {
-			return interop.Python, []string{"testdata/websockets_server.py"}, nil
+			return interop.Python, []string{"-B", "testdata/websockets_server.py"}, nil
 		},
 	},
 	{

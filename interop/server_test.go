@@ -184,7 +184,7 @@ type peerClient struct {
 
 func python(script string) func(url, scenario string) (string, []string, []string) {
 	return func(url, scenario string) (string, []string, []string) {
-		return interop.Python, []string{"testdata/" + script, url, scenario}, nil
+		return interop.Python, []string{"-B", "testdata/" + script, url, scenario}, nil
 	}
 }
 
