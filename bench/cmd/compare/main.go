@@ -122,7 +122,8 @@ func run(ctx context.Context, cfg config) (*table, error) {
 		names[i] = l.Name
 	}
 	t := newTable(names)
-	progress("%d CPUs, %s; libraries %s", runtime.NumCPU(), runtime.Version(), strings.Join(names, ", "))
+	progress("%d CPUs, %s, load average %.2f; libraries %s", runtime.NumCPU(), runtime.Version(), wsbench.LoadAvg(), strings.Join(names, ", "))
+	defer func() { progress("load average at the end: %.2f", wsbench.LoadAvg()) }()
 
 	srv, err := wsbench.StartServer()
 	if err != nil {
@@ -283,11 +284,11 @@ func runAllocs(ctx context.Context, cfg config, srv *wsbench.ServerProc, t *tabl
 		for i, s := range sizes {
 			var cf, sf *figure
 			if sd.path == "/sink" {
-				cf = t.fig("allocs per sent message, client, "+s.name, fmtCount)
-				sf = t.fig("allocs per received message, server, "+s.name, fmtCount)
+				cf = t.fig("allocs per sent message, client, "+s.name, fmtCount).withZero(0.05)
+				sf = t.fig("allocs per received message, server, "+s.name, fmtCount).withZero(0.05)
 			} else {
-				sf = t.fig("allocs per sent message, server, "+s.name, fmtCount)
-				cf = t.fig("allocs per received message, client, "+s.name, fmtCount)
+				sf = t.fig("allocs per sent message, server, "+s.name, fmtCount).withZero(0.05)
+				cf = t.fig("allocs per received message, client, "+s.name, fmtCount).withZero(0.05)
 			}
 			switch {
 			case i == 0 && sd.path == "/sink":
@@ -371,7 +372,7 @@ func runIdle(ctx context.Context, cfg config, t *table) error {
 				sb.withGoal("≤ 1.0×", ratioAtMost(1.0))
 			}
 			var window time.Duration
-			var p50, p99, ccpu, scpu, fails *figure
+			var p50, p99, ccpu, scpu, fails, load *figure
 			if hb > 0 && n >= 10000 {
 				window = cfg.window
 				hl := fmt.Sprintf("heartbeat %v, %d conns", hb, n)
@@ -379,7 +380,8 @@ func runIdle(ctx context.Context, cfg config, t *table) error {
 				p99 = t.fig(hl+": ping p99", fmtMillis).withGoal("< 10 ms", valueAtMost("wsconn", 10e6))
 				ccpu = t.fig(hl+": client CPU (share of one core)", fmtPercent)
 				scpu = t.fig(hl+": server CPU (share of one core)", fmtPercent)
-				fails = t.fig(hl+": failed pings", fmtCount)
+				fails = t.fig(hl+": failed pings", fmtCount).withZero(0.5)
+				load = t.fig(hl+": machine load average (1 min) after the window", fmtCount)
 			}
 			for _, lib := range cfg.libs {
 				if hb > 0 && !lib.HasPing() {
@@ -406,6 +408,7 @@ func runIdle(ctx context.Context, cfg config, t *table) error {
 					ccpu.add(lib.Name, 0, r.ClientCPU)
 					scpu.add(lib.Name, 0, r.ServerCPU)
 					fails.add(lib.Name, 0, float64(r.PingFailures))
+					load.add(lib.Name, 0, r.LoadAvg)
 				}
 			}
 		}

@@ -16,6 +16,8 @@ type figure struct {
 	goal     func(ratio float64, med map[string]float64) bool
 	goalText string
 	samples  map[string][]float64 // library → value per round (NaN: none)
+	// zero is the magnitude below which a baseline counts as 0 (no ratio).
+	zero float64
 }
 
 // table is every figure in the order added.
@@ -88,7 +90,7 @@ func (f *figure) ratio(lib, baseline string) float64 {
 	a, b := f.samples[lib], f.samples[baseline]
 	var rs []float64
 	for i := range min(len(a), len(b)) {
-		if b[i] != 0 && !math.IsNaN(a[i]) && !math.IsNaN(b[i]) {
+		if math.Abs(b[i]) > f.zero && !math.IsNaN(a[i]) && !math.IsNaN(b[i]) {
 			rs = append(rs, a[i]/b[i])
 		}
 	}
@@ -121,7 +123,7 @@ func (t *table) markdown(baseline, ours string) string {
 			if l != baseline {
 				if r := f.ratio(l, baseline); !math.IsNaN(r) {
 					cell += fmt.Sprintf(" (%.2f×)", r)
-				} else if base, ok := med[baseline]; ok && base == 0 {
+				} else if base, ok := med[baseline]; ok && math.Abs(base) <= f.zero {
 					cell += " (—)"
 				}
 			}
@@ -149,7 +151,13 @@ func fmtMillis(ns float64) string { return fmt.Sprintf("%.2f ms", ns/1e6) }
 func fmtRate(perSec float64) string {
 	return fmt.Sprintf("%.1f k/s", perSec/1e3)
 }
-func fmtCount(v float64) string   { return fmt.Sprintf("%.2f", v) }
+func fmtCount(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+// withZero sets the magnitude below which the baseline counts as zero.
+func (f *figure) withZero(z float64) *figure {
+	f.zero = z
+	return f
+}
 func fmtKiB(b float64) string     { return fmt.Sprintf("%.1f KiB", b/1024) }
 func fmtPercent(v float64) string { return fmt.Sprintf("%.1f %%", 100*v) }
 

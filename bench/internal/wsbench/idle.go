@@ -45,6 +45,7 @@ type IdleResult struct {
 	ClientCPU, ServerCPU      float64 // share of one core
 	PingP50, PingP99, PingMax time.Duration
 	Pings, PingFailures       int
+	LoadAvg                   float64 // the machine's 1-minute load average after the window
 }
 
 type idleConnected struct {
@@ -131,6 +132,7 @@ func MeasureIdle(ctx context.Context, lib Lib, n int, heartbeat, window time.Dur
 	res.ServerCPU = float64(s1.CPU-s0.CPU) / float64(s1.At.Sub(s0.At))
 	res.PingP50, res.PingP99, res.PingMax = w.P50, w.P99, w.Max
 	res.Pings, res.PingFailures = w.Pings, w.Failures
+	res.LoadAvg = LoadAvg()
 	return res, nil
 }
 

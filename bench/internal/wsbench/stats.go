@@ -82,3 +82,18 @@ func RaiseFDLimit() (uint64, error) {
 	}
 	return rl.Cur, nil
 }
+
+// LoadAvg returns the machine's 1-minute load average (0 where unknown):
+// the run queue other processes put in front of the benchmark.
+func LoadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}

@@ -96,3 +96,24 @@ func TestLookupLibs(t *testing.T) {
 		t.Fatal("LookupLibs(nope) succeeded")
 	}
 }
+
+// TestMeasureIdle runs the idle measurement end to end, small: a server
+// process and a client process (this test binary, re-executed).
+func TestMeasureIdle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lib := wsbench.Libs()[1] // wsconn
+	r, err := wsbench.MeasureIdle(ctx, lib, 10, 20*time.Millisecond, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ClientGoroutines < 1 || r.ServerGoroutines < 1 {
+		t.Errorf("goroutines per connection: client %v, server %v; want at least 1 each", r.ClientGoroutines, r.ServerGoroutines)
+	}
+	if r.Pings == 0 || r.PingFailures != 0 {
+		t.Errorf("%d pings, %d failed; want some, none failed", r.Pings, r.PingFailures)
+	}
+	if r.PingP99 <= 0 || r.PingP99 < r.PingP50 {
+		t.Errorf("ping p50 %v, p99 %v", r.PingP50, r.PingP99)
+	}
+}
