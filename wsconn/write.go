@@ -171,12 +171,12 @@ func (c *Conn) writeControl(ctx context.Context, typ int, payload []byte, what s
 	default:
 	}
 	var ne net.Error
-	if d, ok := ctx.Deadline(); ctx.Err() != nil || (ok && d.Equal(deadline) && errors.As(err, &ne) && ne.Timeout()) {
-		// ctx's deadline ended the write, possibly a moment before ctx
-		// itself reports it.
-		if ctx.Err() == nil {
-			return fmt.Errorf("failed to send %s: %w", what, context.DeadlineExceeded)
-		}
+	if d, ok := ctx.Deadline(); ok && d.Equal(deadline) && errors.As(err, &ne) && ne.Timeout() {
+		// ctx's deadline ended the write a moment before ctx reports it:
+		// wait for that moment, so that ctx.Err and context.Cause agree.
+		<-ctx.Done()
+	}
+	if ctx.Err() != nil {
 		return fmt.Errorf("failed to send %s: %w", what, ctx.Err())
 	}
 	return fmt.Errorf("failed to send %s: %w", what, err)
