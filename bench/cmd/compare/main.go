@@ -36,6 +36,7 @@ type config struct {
 	idle     []int
 	window   time.Duration
 	interval time.Duration
+	hbMin    int
 	out      string
 }
 
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&idle, "idle", "1000,10000", "idle connection counts, comma-separated; empty for none")
 	flag.DurationVar(&cfg.window, "window", 10*time.Second, "measuring window of the 10,000-connection heartbeat")
 	flag.DurationVar(&cfg.interval, "interval", time.Second, "heartbeat interval")
+	flag.IntVar(&cfg.hbMin, "hbconns", 10000, "measure heartbeat CPU and ping latency for idle counts at least this large")
 	flag.StringVar(&cfg.out, "out", "", "also write the table to this file")
 	flag.Parse()
 
@@ -373,7 +375,7 @@ func runIdle(ctx context.Context, cfg config, t *table) error {
 			}
 			var window time.Duration
 			var p50, p99, ccpu, scpu, fails, load *figure
-			if hb > 0 && n >= 10000 {
+			if hb > 0 && n >= cfg.hbMin {
 				window = cfg.window
 				hl := fmt.Sprintf("heartbeat %v, %d conns", hb, n)
 				p50 = t.fig(hl+": ping p50", fmtMillis)
