@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/wsnursery/wsnursery/heartbeat"
 	"github.com/wsnursery/wsnursery/nursery"
+	"github.com/wsnursery/wsnursery/wsconn"
 )
 
 // errConnClosed stands in for the error a real connection returns once it
@@ -34,10 +36,69 @@ func (p *peer) Ping(ctx context.Context, payload []byte) error {
 	return ctx.Err()
 }
 
-// The recipe: the heartbeat runs in a nursery next to the connection's
-// reader. When the peer stops answering, the heartbeat fails, which cancels
-// the reader, and Run returns the heartbeat's error.
+// The trio-websocket recipe in Go: the heartbeat runs in a nursery next to
+// the connection's reader, inside wsconn.Open. Here the server answers three
+// pings, then goes away (1001); the heartbeat and the reader see the close,
+// the producer is cancelled with the close as cause, and Open reports it.
 func Example() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	ctx, stopServer := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+			pings := make(chan struct{}, 3)
+			c, err := r.Accept(ctx, &wsconn.AcceptOptions{OnPing: func([]byte) { pings <- struct{}{} }})
+			if err != nil {
+				return err
+			}
+			for range 3 {
+				<-pings
+			}
+			return c.Close(ctx, wsconn.StatusGoingAway, "restarting")
+		}, nil).Serve(ctx, ln)
+	}()
+	defer func() { stopServer(); <-served }()
+
+	err = wsconn.Open(context.Background(), "ws://"+ln.Addr().String(), nil, func(ctx context.Context, c *wsconn.Conn) error {
+		return nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
+			n.Go(func(ctx context.Context) error {
+				return heartbeat.RunWithOptions(ctx, c, &heartbeat.Options{
+					Timeout:  time.Second,
+					Interval: 10 * time.Millisecond,
+					OnRTT:    func(time.Duration) { fmt.Println("pong") },
+				})
+			})
+			n.Go(func(ctx context.Context) error {
+				for {
+					if _, err := c.Receive(ctx); err != nil {
+						return err
+					}
+				}
+			})
+			n.Go(func(ctx context.Context) error {
+				<-ctx.Done() // producing messages, until cancelled
+				fmt.Println("producer stopped:", context.Cause(ctx))
+				return ctx.Err()
+			})
+			return nil
+		})
+	})
+	fmt.Println("Open:", err)
+	// Output:
+	// pong
+	// pong
+	// pong
+	// producer stopped: websocket connection closed: 1001 (going away): "restarting"
+	// Open: websocket connection closed: 1001 (going away): "restarting"
+}
+
+// The same recipe when the peer stops answering: the heartbeat fails with
+// ErrTooSlow, which cancels the reader (a stand-in connection here).
+func Example_tooSlow() {
 	conn := &peer{pongs: 2}
 	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
 		n.Go(func(ctx context.Context) error {
