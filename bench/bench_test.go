@@ -269,6 +269,8 @@ func BenchmarkIdle(b *testing.B) {
 					b.ReportMetric(r.ServerBytes, "server-B/conn")
 					b.ReportMetric(r.ClientGoroutines, "client-goroutines/conn")
 					b.ReportMetric(r.ServerGoroutines, "server-goroutines/conn")
+					b.ReportMetric(r.ClientStack, "client-stack-B/conn")
+					b.ReportMetric(r.ServerStack, "server-stack-B/conn")
 				})
 			}
 		}
