@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -372,7 +373,7 @@ func TestConformance(t *testing.T) {
 		t.Run(role, func(t *testing.T) {
 			t.Parallel()
 			for _, c := range cases {
-				if !slicesContains(c.roles(), role) {
+				if !slices.Contains(c.roles(), role) {
 					continue
 				}
 				t.Run(c.id, func(t *testing.T) {
@@ -383,15 +384,6 @@ func TestConformance(t *testing.T) {
 			}
 		})
 	}
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func runCase(t *testing.T, role string, c wsCase) {

@@ -5,6 +5,23 @@
 //
 //	go test ./conformance -update-conformance
 //
-// regenerates. The package also holds go test -fuzz targets for the
-// server's frame reader, the Close payload checks and the UTF-8 validation.
+// (or WSNURSERY_UPDATE_CONFORMANCE=1) regenerates; a normal full run fails
+// when the file does not match its results.
+//
+// The package also holds go test -fuzz targets, whose seed corpora in
+// testdata/fuzz are replayed by every go test run:
+//
+//   - FuzzServerFrames and FuzzClientFrames feed a connection arbitrary
+//     bytes after a valid handshake and compare what wsconn echoes, answers
+//     and reports with a reference model of RFC 6455 (model_test.go);
+//   - FuzzClosePayload sends Close frames with arbitrary payloads;
+//   - FuzzTextUTF8 sends arbitrary bytes as a fragmented text message.
+//
+// Fuzz one target at a time, e.g.
+//
+//	go test -run '^$' -fuzz '^FuzzServerFrames$' -fuzztime 3m -fuzzminimizetime 5s ./conformance
+//
+// With WSNURSERY_FUZZ_KNOWN_BUGS=1 the model predicts wsconn's current
+// behaviour for the bugs already reported (the failing seeds), so that a
+// long run can look for new ones; without it the model follows the RFC.
 package conformance

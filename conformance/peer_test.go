@@ -431,12 +431,13 @@ func setupClient(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 	t.Cleanup(func() { <-exited })
 
 	conn, br := acceptHandshake(t, ctx, ln)
-	fmtResponse(conn)
+	writeUpgradeResponse(conn)
 	return newPeer(t, ctx, conn, br, false), results
 }
 
-// fmtResponse accepts the upgrade request read by acceptHandshake.
-func fmtResponse(conn *handshakeConn) {
+// writeUpgradeResponse accepts the upgrade request read by acceptHandshake
+// with a valid 101 response.
+func writeUpgradeResponse(conn *handshakeConn) {
 	fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Accept: %s\r\n\r\n", acceptKey(conn.key))
 }

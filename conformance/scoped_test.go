@@ -109,7 +109,7 @@ func TestReceiveWithOpenContextAfterPeerClose(t *testing.T) {
 			func(fctx context.Context, c *wsconn.Conn) error { return drainScoped(ctx, fctx, c) })
 	}()
 	conn, br := acceptHandshake(t, ctx, ln)
-	fmtResponse(conn)
+	writeUpgradeResponse(conn)
 	sendQueuedThenClose(newPeer(t, ctx, conn, br, false))
 	select {
 	case err := <-result:
