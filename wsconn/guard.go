@@ -24,6 +24,8 @@ type frameGuard struct {
 	err         error
 	maxMessage  int64 // < 0: no limit
 	interrupted atomic.Bool
+	server      bool   // frames must be masked
+	inMessage   bool   // a fragmented data message is open
 	messageLen  uint64 // declared length of the data message so far
 
 	state     int
@@ -56,8 +58,18 @@ type guardError struct {
 func (e *guardError) Error() string { return "invalid frame: " + e.reason }
 
 func newFrameGuard(c net.Conn, state int, maxMessage int64) *frameGuard {
-	return &frameGuard{Conn: c, state: state, maxMessage: maxMessage}
+	return &frameGuard{Conn: c, state: state, maxMessage: maxMessage, server: state == guardHeader}
 }
+
+// peerCloseFrame carries a valid Close frame that gorilla would refuse:
+// code 1014 (bad gateway) is registered with IANA but missing from
+// gorilla's list. The reader answers it as the peer's close.
+type peerCloseFrame struct {
+	code   StatusCode
+	reason string
+}
+
+func (e *peerCloseFrame) Error() string { return "close frame received" }
 
 // The write side: Send interrupts a write whose context ends by making
 // every write fail until resume. gorilla resets the socket's deadline for
@@ -113,6 +125,8 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 func (g *frameGuard) scan(b []byte) (int, error) {
 	for i := 0; i < len(b); {
 		switch g.state {
+		case guardOff:
+			return len(b), nil
 		case guardHTTP:
 			g.tail = g.tail<<8 | uint32(b[i])
 			i++
@@ -184,24 +198,39 @@ func (g *frameGuard) startPayload() error {
 		}
 		ext = 10
 	}
-	if n>>63 != 0 {
-		return &guardError{StatusProtocolError, "frame length has the most significant bit set"}
-	}
 	if g.masked {
 		copy(g.mask[:], g.hdr[ext:ext+4])
 	}
+	op, fin := g.hdr[0]&0x0f, g.hdr[0]&0x80 != 0
+	valid := g.hdr[0]&0x70 == 0 && g.masked == g.server && n>>63 == 0
+	switch {
+	case op == 0:
+		valid = valid && g.inMessage
+	case op <= 2:
+		valid = valid && !g.inMessage
+	case op >= 8 && op <= 10:
+		valid = valid && fin && n <= maxControlPayload
+	default:
+		valid = false
+	}
+	if !valid {
+		// gorilla fails the connection with 1002 on this frame; the guard
+		// has nothing to add and stops parsing.
+		g.state = guardOff
+		return nil
+	}
 	// Fail a message as soon as its headers announce more than the limit,
 	// rather than after the bytes arrive.
-	switch g.hdr[0] & 0x0f {
-	case 0x1, 0x2:
-		g.messageLen = n
-	case 0x0:
+	if op <= 2 {
+		if op != 0 {
+			g.messageLen = 0
+		}
 		g.messageLen += n
+		g.inMessage = !fin
+		if g.maxMessage >= 0 && g.messageLen > uint64(g.maxMessage) {
+			return &guardError{StatusMessageTooBig, tooBigReason(g.maxMessage)}
+		}
 	}
-	if g.maxMessage >= 0 && g.hdr[0]&0x08 == 0 && g.messageLen > uint64(g.maxMessage) {
-		return &guardError{StatusMessageTooBig, tooBigReason(g.maxMessage)}
-	}
-	// Oversized or fragmented control frames are gorilla's to reject.
 	g.isClose = g.hdr[0]&0x0f == 0x8 && g.hdr[0]&0x80 != 0 && n <= maxControlPayload
 	g.closeLen = 0
 	g.remaining = n
@@ -218,6 +247,8 @@ func checkClosePayload(p []byte) error {
 		return &guardError{StatusProtocolError, "close frame payload of 1 byte"}
 	case len(p) >= 2 && !utf8.Valid(p[2:]):
 		return &guardError{StatusInvalidFramePayloadData, "close reason is not valid UTF-8"}
+	case len(p) >= 2 && StatusCode(p[0])<<8|StatusCode(p[1]) == StatusBadGateway:
+		return &peerCloseFrame{StatusBadGateway, string(p[2:])}
 	}
 	return nil
 }

@@ -145,9 +145,16 @@ func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 func (c *Conn) readFailed(err error) {
 	var ce *websocket.CloseError
 	var bad *guardError
+	var closeFrame *peerCloseFrame
 	switch {
 	case errors.As(err, &bad):
 		c.fail(bad.code, bad.reason)
+	case errors.As(err, &closeFrame):
+		c.handleClose(int(closeFrame.code), closeFrame.reason)
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla's answer to a 64-bit length with the top bit set (we set
+		// no read limit); it sends no Close frame for it.
+		c.fail(StatusProtocolError, "frame length has the most significant bit set")
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		// The peer's Close frame; handleClose recorded and answered it.
 	case isConnError(err):
