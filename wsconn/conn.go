@@ -20,8 +20,16 @@ const (
 	DefaultMessageQueueSize  = 1
 )
 
-// readBufferSize is gorilla's read buffer per connection.
-const readBufferSize = 4096
+// Buffer sizes. A client reads through a 4 KiB buffer of its own and
+// writes through 64 KiB buffers lent from a pool only while a message is
+// written, so that a 64 KiB message is one frame and an idle connection
+// holds none. A server reuses the 4 KiB read and write buffers of the
+// hijacked HTTP connection: gorilla then writes every message as one frame,
+// with no allocation.
+const (
+	readBufferSize        = 4096
+	clientWriteBufferSize = 64 << 10
+)
 
 // finWait bounds how long a client waits for the server to close TCP after
 // the closing handshake (RFC 6455 §7.1.1 asks the server to close first).
@@ -73,6 +81,7 @@ type Conn struct {
 
 	queue    chan Message  // filled by the reader, closed when it exits
 	writeSem chan struct{} // serialises data messages; a ctx can give up waiting
+	watch    writeWatch    // interrupts a data message whose ctx ends
 
 	mu         sync.Mutex
 	closing    chan struct{} // closed when closing starts, for any reason

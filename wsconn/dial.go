@@ -152,6 +152,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		Subprotocols:    opts.Subprotocols,
 		TLSClientConfig: opts.TLSConfig,
 		ReadBufferSize:  readBufferSize,
+		WriteBufferSize: clientWriteBufferSize,
 		WriteBufferPool: writeBufferPool,
 	}
 	switch {
@@ -269,8 +270,9 @@ func hostHeader(u *url.URL) string {
 	return u.Host
 }
 
-// writeBufferPool lends write buffers only while a message is written, so
-// idle connections hold none.
+// writeBufferPool lends clients' write buffers only while a message is
+// written, so idle connections hold none. (gorilla wants one pool per
+// buffer size; servers use no pool.)
 var writeBufferPool = &sync.Pool{}
 
 // Open dials url, runs fn with the connection, and closes it (1000) when fn

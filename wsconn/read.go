@@ -229,6 +229,7 @@ func (c *Conn) finish() {
 		}
 	}
 	c.netConn.Close()
+	c.watch.release()
 	close(c.queue)
 	c.mu.Lock()
 	close(c.done)

@@ -92,9 +92,9 @@ func NewServer(h Handler, opts *ServerOptions) *Server {
 	s.cfg = newConnConfig(s.opts.DisconnectTimeout, s.opts.MaxMessageSize, s.opts.MessageQueueSize, s.opts.Logger)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: s.opts.ConnectTimeout,
-		ReadBufferSize:   readBufferSize, // so gorilla reads through the frame guard, not the hijacked reader
-		WriteBufferPool:  writeBufferPool,
-		CheckOrigin:      func(*http.Request) bool { return true }, // checked before the handler runs
+		// Zero sizes and no pool: gorilla reuses the hijacked connection's
+		// buffers (re-pointing its reader at the frame guard).
+		CheckOrigin: func(*http.Request) bool { return true }, // checked before the handler runs
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	return s

@@ -69,13 +69,12 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 		return fmt.Errorf("failed to send message: %w", err)
 	}
 
-	var w *writeWatch
-	if ctx.Done() != nil {
-		w = &writeWatch{g: c.guard}
-		w.stop = context.AfterFunc(ctx, w.interrupt)
+	watched := ctx.Done() != nil
+	if watched {
+		c.watch.arm(ctx, c.guard)
 	}
 	err := c.writeMessage(typ, data)
-	if w != nil && w.finish() {
+	if watched && c.watch.finish() {
 		if err == nil {
 			// ctx ended just as the message was completed: it is on the
 			// wire, and the connection is fine.
@@ -99,44 +98,65 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 }
 
 func (c *Conn) writeMessage(typ MessageType, data []byte) error {
-	w, err := c.ws.NextWriter(int(typ))
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(data); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
+	// On the server gorilla writes any message as one frame with no
+	// allocation; on the client it frames by the (pooled) write buffer.
+	return c.ws.WriteMessage(int(typ), data)
 }
 
-// writeWatch interrupts an in-progress write when its context ends.
+// writeWatch interrupts an in-progress write when its context ends. It
+// lives in the Conn and is used under writeSem; it keeps one
+// context.AfterFunc registration for as long as Sends use the same context
+// (a handler's or a task's), so a Send costs no allocation for it.
 type writeWatch struct {
-	g           *frameGuard
-	stop        func() bool
-	mu          sync.Mutex
-	done, fired bool
+	mu      sync.Mutex
+	done    <-chan struct{} // Done of the registered context
+	stop    func() bool
+	writing bool
+	fired   bool
 }
 
-func (w *writeWatch) interrupt() {
+func (w *writeWatch) arm(ctx context.Context, g *frameGuard) {
+	d := ctx.Done()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done {
-		w.fired = true
-		w.g.interrupt()
+	if d != w.done {
+		if w.stop != nil {
+			w.stop()
+		}
+		w.done = d
+		w.stop = context.AfterFunc(ctx, func() { w.interrupt(d, g) })
 	}
+	w.writing, w.fired = true, false
+}
+
+func (w *writeWatch) interrupt(d <-chan struct{}, g *frameGuard) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.writing && w.done == d {
+		w.fired = true
+		g.interrupt()
+	}
+}
+
+// finish ends a write and reports whether the watch interrupted it.
+func (w *writeWatch) finish() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writing = false
+	return w.fired
+}
+
+// release drops the registration when the connection is closed.
+func (w *writeWatch) release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stop != nil {
+		w.stop()
+	}
+	w.stop, w.done = nil, nil
 }
 
 var abortedSend = CloseReason{Code: StatusAbnormalClosure, Reason: "send interrupted mid-message"}
-
-// finish ends the watch and reports whether it interrupted the write.
-func (w *writeWatch) finish() bool {
-	w.stop()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.done = true
-	return w.fired
-}
 
 // Pong sends an unsolicited pong (a unidirectional heartbeat, RFC 6455
 // §5.5.3). payload is at most 125 bytes.
