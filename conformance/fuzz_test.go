@@ -60,7 +60,7 @@ func startEchoServer(t testing.TB, ln net.Listener) *echoServer {
 	go func() { served <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		<-served
+		awaitCleanup(t, served, "Server.Serve to return")
 	})
 	return es
 }

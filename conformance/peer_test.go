@@ -373,7 +373,7 @@ func setupServer(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 	go func() { served <- srv.Serve(sctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		<-served
+		awaitCleanup(t, served, "Server.Serve to return")
 	})
 
 	conn, br := dialRaw(t, ctx, ln.Addr().String())
@@ -428,7 +428,7 @@ func setupClient(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 		results <- echoLoop(ctx, c)
 		c.Close(ctx, wsconn.StatusNormalClosure, "")
 	}()
-	t.Cleanup(func() { <-exited })
+	t.Cleanup(func() { awaitCleanup(t, exited, "the dialing application to return") })
 
 	conn, br := acceptHandshake(t, ctx, ln)
 	writeUpgradeResponse(conn)
@@ -472,6 +472,20 @@ func acceptHandshake(t *testing.T, ctx context.Context, ln net.Listener) (*hands
 		t.Fatalf("bad upgrade request: %s %v", req.Method, req.Header)
 	}
 	return &handshakeConn{conn, key}, br
+}
+
+// cleanupTimeout bounds each wait for wsconn's goroutines when a test ends.
+const cleanupTimeout = 10 * time.Second
+
+// awaitCleanup waits for ch to yield or close, failing the test if wsconn
+// does not let go within cleanupTimeout.
+func awaitCleanup[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(cleanupTimeout):
+		t.Errorf("timed out after %v waiting for %s", cleanupTimeout, what)
+	}
 }
 
 // waitApp returns the app side's result, bounded by the case's context.

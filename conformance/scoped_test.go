@@ -81,7 +81,10 @@ func TestReceiveWithHandlerContextAfterPeerClose(t *testing.T) {
 	sctx, scancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx, ln) }()
-	defer func() { scancel(); <-served }()
+	defer func() {
+		scancel()
+		awaitCleanup(t, served, "Server.Serve to return")
+	}()
 
 	conn, br := dialRaw(t, ctx, ln.Addr().String())
 	sendQueuedThenClose(newPeer(t, ctx, conn, br, true))
