@@ -20,8 +20,4 @@
 // Fuzz one target at a time, e.g.
 //
 //	go test -run '^$' -fuzz '^FuzzServerFrames$' -fuzztime 3m -fuzzminimizetime 5s ./conformance
-//
-// With WSNURSERY_FUZZ_KNOWN_BUGS=1 the model predicts wsconn's current
-// behaviour for the bugs already reported (the failing seeds), so that a
-// long run can look for new ones; without it the model follows the RFC.
 package conformance

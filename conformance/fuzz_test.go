@@ -162,7 +162,7 @@ func checkOutcome(t *testing.T, s []byte, fromClient bool, w wireLog, res appRes
 	switch {
 	case want.or1006 && !w.closed:
 		api = closeWant{code: 1006}
-	case want.end == endEOF, want.noClose:
+	case want.end == endEOF:
 		if w.closed {
 			t.Errorf("wsconn sent Close %q, want none (%+v)", w.close, want)
 		}
@@ -425,7 +425,7 @@ func FuzzClosePayload(f *testing.F) {
 			payload = payload[:200]
 		}
 		p, results, ctx := pipePeer(t, es, ln)
-		v := fuzzVerdict(payload)
+		v := closeVerdict(payload)
 		p.write(dataFrame(opClose, payload))
 		w, a := v.want()
 		w.orEmpty = v.echo && len(payload) == 0

@@ -2,28 +2,8 @@ package conformance_test
 
 import (
 	"encoding/binary"
-	"os"
 	"unicode/utf8"
 )
-
-// knownBugs makes the model predict wsconn's current behaviour for the
-// wsconn bugs already reported (see CONFORMANCE.md's failing cases), so
-// that a long fuzzing run can look for new ones. It is off by default:
-// plain go test holds wsconn to the RFC.
-var knownBugs = os.Getenv("WSNURSERY_FUZZ_KNOWN_BUGS") == "1"
-
-// fuzzVerdict is closeVerdict, adjusted by knownBugs: wsconn (through
-// gorilla) fails the registered code 1014 with 1002.
-func fuzzVerdict(p []byte) closeAnswer {
-	if knownBugs && len(p) >= 2 && len(p) <= 125 && binary.BigEndian.Uint16(p) == 1014 {
-		a := closeAnswer{wire: 1002, api: 1002}
-		if !utf8.Valid(p[2:]) {
-			a.alt = 1007
-		}
-		return a
-	}
-	return closeVerdict(p)
-}
 
 // endKind is how a connection ends.
 type endKind int
@@ -45,7 +25,6 @@ type prediction struct {
 	orEmpty  bool    // an empty Close frame is a valid echo
 	api      int     // the code CloseReason reports
 	or1006   bool    // failing with 1009 early, or ending with 1006 at EOF, are both right
-	noClose  bool    // knownBugs: wsconn fails without a Close frame
 }
 
 // predict is the reference model: it reads the frames in s as an endpoint
@@ -59,10 +38,9 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 		return p
 	}
 	var (
-		inMsg    bool
-		msgOp    byte
-		msg      []byte
-		guardLen uint64
+		inMsg bool
+		msgOp byte
+		msg   []byte
 	)
 	for {
 		if len(s) < 2 {
@@ -72,9 +50,6 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 		fin, rsv, op := s[0]&0x80 != 0, s[0]>>4&7, s[0]&0xf
 		masked, n := s[1]&0x80 != 0, uint64(s[1]&0x7f)
 		control := op >= 8
-		if knownBugs && op <= 2 && guardOverLimit(s, &guardLen, limit) {
-			p.alt = 1009 // wsconn's guard checks the length before the header's validity
-		}
 		switch {
 		case rsv != 0, op >= 3 && op <= 7, op >= 11:
 			return fail(1002)
@@ -100,9 +75,6 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			}
 			n, s = binary.BigEndian.Uint64(s), s[8:]
 			if n>>63 != 0 {
-				// knownBugs: with a masking key after the length, gorilla
-				// sees the bad length before wsconn's guard does.
-				p.noClose = knownBugs && masked
 				return fail(1002)
 			}
 		}
@@ -138,7 +110,7 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			p.pongs = append(p.pongs, payload)
 		case opPong:
 		case opClose:
-			a := fuzzVerdict(payload)
+			a := closeVerdict(payload)
 			if !a.echo {
 				p.alt = a.alt
 				return fail(a.wire)
@@ -160,28 +132,4 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			}
 		}
 	}
-}
-
-// guardOverLimit mimics wsconn's frame guard (knownBugs): it adds the
-// data frame at s to the running message length, counting frames gorilla
-// will reject too, and reports whether the length is over limit.
-func guardOverLimit(s []byte, guardLen *uint64, limit int) bool {
-	n := uint64(s[1] & 0x7f)
-	switch {
-	case n == 126 && len(s) >= 4:
-		n = uint64(binary.BigEndian.Uint16(s[2:]))
-	case n == 127 && len(s) >= 10:
-		n = binary.BigEndian.Uint64(s[2:])
-	case n >= 126:
-		return false // the guard has not seen the whole header
-	}
-	if n>>63 != 0 {
-		return false
-	}
-	if s[0]&0xf == opCont {
-		*guardLen += n
-	} else {
-		*guardLen = n
-	}
-	return *guardLen > uint64(limit)
 }
