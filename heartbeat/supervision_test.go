@@ -3,7 +3,6 @@ package heartbeat_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsnursery/wsnursery/heartbeat"
+	"github.com/wsnursery/wsnursery/internal/pipenet"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -28,7 +28,7 @@ const (
 // pipeServer serves h on an in-memory listener until the test ends and
 // returns dial options that reach it.
 func pipeServer(t *testing.T, h wsconn.Handler) *wsconn.DialOptions {
-	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	ln := pipenet.Listen()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -36,7 +36,7 @@ func pipeServer(t *testing.T, h wsconn.Handler) *wsconn.DialOptions {
 		wsconn.NewServer(h, nil).Serve(ctx, ln)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return &wsconn.DialOptions{NetDialContext: ln.dial}
+	return &wsconn.DialOptions{NetDialContext: ln.Dial}
 }
 
 // The client's peer stops reading (its queue is full and nobody receives),
@@ -144,7 +144,7 @@ func TestSupervisionPeerCloses(t *testing.T) {
 // at the end of its timeout.
 func TestSupervisionPeerClosesDuringPing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+		ln := pipenet.Listen()
 		up := websocket.Upgrader{}
 		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ws, err := up.Upgrade(w, r, nil)
@@ -167,7 +167,7 @@ func TestSupervisionPeerClosesDuringPing(t *testing.T) {
 		go func() { hs.Serve(ln); close(served) }()
 		defer func() { hs.Close(); <-served }()
 
-		c, err := wsconn.Dial(context.Background(), "ws://pipe/", &wsconn.DialOptions{NetDialContext: ln.dial})
+		c, err := wsconn.Dial(context.Background(), "ws://pipe/", &wsconn.DialOptions{NetDialContext: ln.Dial})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,34 +227,4 @@ func TestSupervisionServerDropsDeadClient(t *testing.T) {
 		// The client's own reader is parked on its full queue, so only its
 		// Close (deferred) notices that the server has gone.
 	})
-}
-
-type pipeListener struct {
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
-func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
-
-func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsnursery/wsnursery/internal/pipenet"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -652,7 +653,7 @@ func TestDialUnixSocket(t *testing.T) {
 // pipeHoldServer accepts connections on ln and runs fn on each (in the
 // bubble); hold is closed when the test ends, after which the connections
 // are closed.
-func pipeHoldServer(t *testing.T, ln *pipeListener, fn func(c net.Conn, hold <-chan struct{})) {
+func pipeHoldServer(t *testing.T, ln *pipenet.Listener, fn func(c net.Conn, hold <-chan struct{})) {
 	hold := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/wsnursery/wsnursery/internal/pipenet"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -124,51 +125,9 @@ func dial(t *testing.T, url string, opts *wsconn.DialOptions) *wsconn.Conn {
 	return c
 }
 
-// pipeListener is an in-memory listener built on net.Pipe, so that tests
-// under testing/synctest run on virtual time.
-type pipeListener struct {
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-// Dial is a DialOptions.NetDialContext that connects to the listener.
-func (l *pipeListener) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
+// newPipeListener is an in-memory listener (see internal/pipenet), so that
+// tests under testing/synctest run on virtual time.
+func newPipeListener() *pipenet.Listener { return pipenet.Listen() }
 
 // ctxTimeout returns a context bounded for a test step.
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"net/http"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -15,49 +12,6 @@ import (
 
 	"github.com/wsnursery/wsnursery/wsconn"
 )
-
-// gorillaPeer is main_test.go's rawPeer with a race-free WaitGroup: Add
-// happens under a mutex that the cleanup also takes before Wait, so a
-// handler still running when the test ends is awaited without a data race.
-func gorillaPeer(t *testing.T, ln net.Listener, fn func(ws *websocket.Conn)) string {
-	t.Helper()
-	if ln == nil {
-		ln = listen(t)
-	}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		closed bool
-	)
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			return
-		}
-		wg.Add(1)
-		mu.Unlock()
-		defer wg.Done()
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.NetConn().Close()
-		fn(ws)
-	})}
-	done := make(chan struct{})
-	go func() { hs.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		hs.Close()
-		<-done
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "ws://" + ln.Addr().String()
-}
 
 // closeWatcher is a server whose handler receives until the connection
 // closes and reports the error Receive ended with.
@@ -125,7 +79,7 @@ func TestOpenCancelsFnWhenPeerCloses(t *testing.T) {
 
 // fn's ctx is cancelled with a 1006 cause when TCP is lost.
 func TestOpenCancelsFnWhenConnectionLost(t *testing.T) {
-	url := gorillaPeer(t, nil, func(ws *websocket.Conn) {
+	url := rawPeer(t, nil, func(ws *websocket.Conn) {
 		ws.ReadMessage()
 		ws.NetConn().Close() // no Close frame
 	})
@@ -180,7 +134,7 @@ func TestOpenReturnsFnErrorItself(t *testing.T) {
 	}
 
 	// Also when the connection is already gone and closing cannot succeed.
-	lost := gorillaPeer(t, nil, func(ws *websocket.Conn) {
+	lost := rawPeer(t, nil, func(ws *websocket.Conn) {
 		ws.ReadMessage()
 		ws.NetConn().Close()
 	})
@@ -257,7 +211,7 @@ func TestOpenDropsDeadPeer(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			ln := newPipeListener()
 			gotClose, dropped := make(chan int, 1), make(chan struct{})
-			url := gorillaPeer(t, ln, func(ws *websocket.Conn) {
+			url := rawPeer(t, ln, func(ws *websocket.Conn) {
 				ws.SetPingHandler(func(string) error { return nil })
 				ws.SetCloseHandler(func(code int, _ string) error { gotClose <- code; return nil })
 				for {
@@ -302,7 +256,7 @@ func TestOpenDropsDeadPeer(t *testing.T) {
 			for i := range 10 {
 				ln := newPipeListener()
 				hold := make(chan struct{})
-				url := gorillaPeer(t, ln, func(ws *websocket.Conn) { <-hold })
+				url := rawPeer(t, ln, func(ws *websocket.Conn) { <-hold })
 				t.Cleanup(func() { close(hold) })
 				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 				var returned time.Time
@@ -345,7 +299,7 @@ func TestOpenWaitsForSlowPeer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ln := newPipeListener()
-				url := gorillaPeer(t, ln, func(ws *websocket.Conn) {
+				url := rawPeer(t, ln, func(ws *websocket.Conn) {
 					ws.SetCloseHandler(func(int, string) error { return nil })
 					for {
 						if _, _, err := ws.ReadMessage(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wsnursery/wsnursery/internal/pipenet"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -15,9 +16,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // pipeServer runs a wsconn.Server on an in-memory listener, for use inside
 // a synctest bubble. stop shuts it down and checks how Serve ended.
-func pipeServer(t *testing.T, h wsconn.Handler) (ln *pipeListener, stop func()) {
+func pipeServer(t *testing.T, h wsconn.Handler) (ln *pipenet.Listener, stop func()) {
 	t.Helper()
-	ln = newPipeListener()
+	ln = pipenet.Listen()
 	srv := wsconn.NewServer(h, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -32,14 +33,14 @@ func pipeServer(t *testing.T, h wsconn.Handler) (ln *pipeListener, stop func()) 
 
 // dialPipe returns an Options.Dial that dials ln, failing instead for the
 // attempts whose index is in fail, and records the time of every attempt.
-func dialPipe(ln *pipeListener, times *[]time.Time, fail map[int]bool) func(context.Context, string, *wsconn.DialOptions) (*wsconn.Conn, error) {
+func dialPipe(ln *pipenet.Listener, times *[]time.Time, fail map[int]bool) func(context.Context, string, *wsconn.DialOptions) (*wsconn.Conn, error) {
 	return func(ctx context.Context, url string, _ *wsconn.DialOptions) (*wsconn.Conn, error) {
 		i := len(*times)
 		*times = append(*times, time.Now())
 		if fail[i] || ln == nil {
 			return nil, errRefused
 		}
-		return wsconn.Dial(ctx, url, &wsconn.DialOptions{NetDialContext: ln.DialContext, DisconnectTimeout: 5 * time.Second})
+		return wsconn.Dial(ctx, url, &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: 5 * time.Second})
 	}
 }
 
