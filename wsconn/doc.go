@@ -37,6 +37,14 @@
 // Bad input fails the connection with the matching code: invalid UTF-8 in a
 // text message 1007, a message over MaxMessageSize 1009, framing errors 1002.
 //
+// # Defaults
+//
+// As in trio-websocket: MessageQueueSize 1 (the benchmarks in bench/ found
+// no consistent gain from a longer queue), MaxMessageSize 1 MiB, and 60 s
+// for ConnectTimeout and DisconnectTimeout. Clients write through pooled
+// 64 KiB buffers, so a message up to that size is one frame; servers reuse
+// the buffers of the hijacked HTTP connection.
+//
 // Open and the Server's Handler scope a connection: their function's
 // context is cancelled, with the *ConnectionClosedError as cause, as soon as
 // the connection closes, and the connection is closed when the function
