@@ -17,27 +17,47 @@
 //	err := a.Run(ctx, "wss://example.com/stream")
 //
 // Underneath, each connection is a nursery: a reader that calls the
-// callbacks, and a heartbeat when PingInterval is set. Callbacks run one at
-// a time; their ctx is cancelled when the connection closes or Run's ctx
+// callbacks, a heartbeat when PingInterval is set, and, when OnPing is set,
+// a task that hands the peer's pings to OnPing. Callbacks run one at a
+// time; their ctx is cancelled when the connection closes or Run's ctx
 // ends, and Run does not return until every callback has returned, so no
 // goroutine outlives it. A callback that fails or panics ends the connection
 // with 1011 and its error (a *nursery.PanicError for a panic) is reported to
 // OnError and returned.
+//
+// A server serves a connection with Serve; to see the client's pings in
+// OnPing, it accepts the connection with App.Accept rather than
+// Request.Accept:
+//
+//	func handle(ctx context.Context, r *wsconn.Request) error {
+//		c, err := a.Accept(ctx, r, nil)
+//		if err != nil {
+//			return err
+//		}
+//		return a.Serve(ctx, c)
+//	}
 package app
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/wsnursery/wsnursery/heartbeat"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/recipes/reconnect"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
+
+// PingQueueSize is how many of the peer's pings may wait, per connection,
+// for OnPing; see App.OnPing.
+const PingQueueSize = 16
 
 // ErrStop, returned by a callback, ends the connection normally: it is
 // closed with 1000, and Run returns nil without reconnecting.
@@ -56,9 +76,23 @@ type App struct {
 	// delivered, with ctx already cancelled.
 	OnMessage func(ctx context.Context, c *wsconn.Conn, m wsconn.Message) error
 	// OnPong is called after each heartbeat ping is answered, with the
-	// round-trip time. It sees only the heartbeat's pongs: wsconn has no
-	// hook for other control frames (and so App has no OnPing yet).
+	// round-trip time. It sees only the answers to the heartbeat's pings;
+	// other pongs (unsolicited ones, or answers to the callbacks' own
+	// Conn.Ping) can be observed with DialOptions.OnPong or
+	// AcceptOptions.OnPong, on the connection's reader goroutine.
 	OnPong func(rtt time.Duration)
+	// OnPing is called with the payload of each ping the peer sends, in
+	// order, after wsconn has answered it with a pong: it observes the
+	// pings, it does not answer them. It sees the pings of connections
+	// opened by Run and of connections accepted with App.Accept, not of
+	// other connections passed to Serve.
+	//
+	// The reader hands each ping over without waiting, into a queue of
+	// PingQueueSize pings per connection: while OnPing or another callback
+	// runs, at most that many pings wait, and further ones are dropped
+	// (they have been answered all the same). Pings that arrived before the
+	// connection closed are still delivered, as messages are.
+	OnPing func(payload []byte)
 	// OnError is called with what went wrong: a failed dial, a connection
 	// lost without a closing handshake (a *wsconn.ConnectionClosedError
 	// with 1006), a peer that did not answer a ping in time
@@ -79,6 +113,10 @@ type App struct {
 	PingTimeout time.Duration
 
 	// DialOptions configure Run's dials (overriding Reconnect.DialOptions).
+	// Run does not modify them: with OnPing set, it dials with a copy whose
+	// OnPing feeds App.OnPing and then calls DialOptions.OnPing, if set.
+	// A Reconnect.Dial must pass on the options it is given for OnPing to
+	// see any ping.
 	DialOptions *wsconn.DialOptions
 	// Reconnect, if not nil, makes Run reconnect after the connection is
 	// lost, closed by the peer, or dropped by the heartbeat, as
@@ -103,7 +141,8 @@ func (a *App) Run(ctx context.Context, url string) error {
 		return err
 	}
 	if a.Reconnect == nil {
-		c, err := wsconn.Dial(ctx, url, a.DialOptions)
+		q := a.newPingQueue()
+		c, err := wsconn.Dial(ctx, url, q.dialOptions(a.DialOptions))
 		if err != nil {
 			if ctx.Err() == nil {
 				if perr := a.reportError(err); perr != nil {
@@ -112,7 +151,11 @@ func (a *App) Run(ctx context.Context, url string) error {
 			}
 			return err
 		}
-		return a.Serve(ctx, c)
+		_, err = a.serve(ctx, c, q)
+		if errors.Is(err, wsconn.ErrConnectionClosed) {
+			return nil
+		}
+		return err
 	}
 
 	ro := *a.Reconnect
@@ -126,18 +169,28 @@ func (a *App) Run(ctx context.Context, url string) error {
 	// final is a callback's failure, which ends Run as it is: it is marked
 	// Permanent only on its way through reconnect.Run.
 	var final error
+	// reconnect.Run runs each connection it dials before it dials again,
+	// so the last dial's connection and ping queue are the session's.
+	var dialed *wsconn.Conn
+	var dialedPings *pingQueue
 	ro.Dial = func(ctx context.Context, url string, opts *wsconn.DialOptions) (*wsconn.Conn, error) {
-		c, err := dial(ctx, url, opts)
+		q := a.newPingQueue()
+		c, err := dial(ctx, url, q.dialOptions(opts))
 		if err != nil && ctx.Err() == nil {
 			if perr := a.reportError(err); perr != nil {
 				final = perr
 				return nil, reconnect.Permanent(perr)
 			}
 		}
+		dialed, dialedPings = c, q
 		return c, err
 	}
 	err := reconnect.Run(ctx, url, &ro, func(ctx context.Context, c *wsconn.Conn) error {
-		callbackFailed, err := a.serve(ctx, c)
+		var q *pingQueue
+		if c == dialed {
+			q = dialedPings
+		}
+		callbackFailed, err := a.serve(ctx, c, q)
 		if callbackFailed {
 			final = err
 			return reconnect.Permanent(err)
@@ -155,19 +208,114 @@ func (a *App) Run(ctx context.Context, url string) error {
 // after ErrStop, 1001 (going away) when ctx ends, 1011 after a failure.
 // OnClose is called last, once c has closed.
 //
+// OnPing sees c's pings only if c was accepted with App.Accept (of any
+// App); pings that arrived between Accept and Serve are delivered first.
+//
 // Serve returns nil when the connection ended normally (closed by either
 // side, lost, or ErrStop), ctx.Err() when ctx ended, and otherwise the
 // heartbeat's or the callback's error.
 func (a *App) Serve(ctx context.Context, c *wsconn.Conn) error {
+	q := claimPings(c)
 	if err := a.check(); err != nil {
 		c.Close(context.WithoutCancel(ctx), wsconn.StatusInternalError, "")
 		return err
 	}
-	_, err := a.serve(ctx, c)
+	if a.OnPing == nil {
+		q = nil
+	}
+	_, err := a.serve(ctx, c, q)
 	if errors.Is(err, wsconn.ErrConnectionClosed) {
 		return nil
 	}
 	return err
+}
+
+// Accept accepts r, as r.Accept(ctx, opts) does, for a connection to be
+// passed to Serve: when OnPing is set, it accepts with a copy of opts (which
+// it does not modify) whose OnPing queues the client's pings for OnPing and
+// then calls opts.OnPing, if set. The pings are queued from the moment the
+// connection opens and wait, up to PingQueueSize of them, until Serve
+// delivers them.
+//
+// The queue is kept for the connection in a registry keyed by the
+// *wsconn.Conn, which Serve takes it from; a connection that is never
+// served leaves the registry once it is garbage collected.
+func (a *App) Accept(ctx context.Context, r *wsconn.Request, opts *wsconn.AcceptOptions) (*wsconn.Conn, error) {
+	if a.OnPing == nil {
+		return r.Accept(ctx, opts)
+	}
+	q := a.newPingQueue()
+	var o wsconn.AcceptOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.OnPing = q.hook(o.OnPing)
+	c, err := r.Accept(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	key := weak.Make(c)
+	accepted.Store(key, q)
+	runtime.AddCleanup(c, func(key weak.Pointer[wsconn.Conn]) { accepted.Delete(key) }, key)
+	return c, nil
+}
+
+// accepted holds the ping queues of the connections that App.Accept
+// accepted and Serve has not yet served, by weak.Pointer[wsconn.Conn]. The
+// keys are weak so that a connection never served can be collected, and
+// with it its entry; the queues do not refer to their connections.
+var accepted sync.Map
+
+// claimPings returns c's ping queue from App.Accept, if any, and forgets it.
+func claimPings(c *wsconn.Conn) *pingQueue {
+	if q, ok := accepted.LoadAndDelete(weak.Make(c)); ok {
+		return q.(*pingQueue)
+	}
+	return nil
+}
+
+// pingQueue carries one connection's pings from its reader goroutine to
+// the session. A nil *pingQueue is no queue.
+type pingQueue struct {
+	pings chan []byte
+}
+
+// newPingQueue returns a queue if OnPing is set, and nil otherwise.
+func (a *App) newPingQueue() *pingQueue {
+	if a.OnPing == nil {
+		return nil
+	}
+	return &pingQueue{pings: make(chan []byte, PingQueueSize)}
+}
+
+// hook returns an OnPing hook for wsconn that calls next, if not nil, then
+// queues the payload without waiting, dropping it if the queue is full.
+// (next first, so that what it did happened before OnPing hears of it.)
+func (q *pingQueue) hook(next func([]byte)) func([]byte) {
+	return func(payload []byte) {
+		p := slices.Clone(payload) // next may keep or change its slice
+		if next != nil {
+			next(payload)
+		}
+		select {
+		case q.pings <- p:
+		default:
+		}
+	}
+}
+
+// dialOptions returns opts with the hook installed, as a copy; opts itself
+// if q is nil.
+func (q *pingQueue) dialOptions(opts *wsconn.DialOptions) *wsconn.DialOptions {
+	if q == nil {
+		return opts
+	}
+	var o wsconn.DialOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.OnPing = q.hook(o.OnPing)
+	return &o
 }
 
 func (a *App) check() error {
@@ -188,7 +336,8 @@ func (a *App) check() error {
 // *wsconn.ConnectionClosedError when the connection closed, ctx.Err() when
 // ctx ended, or the failure; callbackFailed says that a callback failed or
 // panicked (as opposed to the heartbeat).
-func (a *App) serve(ctx context.Context, c *wsconn.Conn) (callbackFailed bool, err error) {
+// q, if not nil, holds c's pings for OnPing.
+func (a *App) serve(ctx context.Context, c *wsconn.Conn, q *pingQueue) (callbackFailed bool, err error) {
 	s := &session{app: a}
 	err = nursery.Run(ctx, func(nctx context.Context, n *nursery.Nursery) error {
 		// Callbacks and the heartbeat get connCtx, which also ends when the
@@ -219,6 +368,9 @@ func (a *App) serve(ctx context.Context, c *wsconn.Conn) (callbackFailed bool, e
 
 		if a.PingInterval > 0 {
 			n.Go(func(context.Context) error { return s.heartbeat(connCtx, c) })
+		}
+		if q != nil {
+			n.Go(func(context.Context) error { return s.deliverPings(connCtx, q) })
 		}
 		// A callback that gives up because connCtx ended with the
 		// connection has not failed: the connection has closed.
@@ -288,16 +440,38 @@ func (a *App) serve(ctx context.Context, c *wsconn.Conn) (callbackFailed bool, e
 
 // session is one connection's state.
 type session struct {
-	app *App
-	mu  sync.Mutex // callbacks run one at a time
+	app     *App
+	mu      sync.Mutex // callbacks run one at a time
+	stopped bool       // a callback has returned an error or panicked; guarded by mu
 }
 
 // call runs a callback under the session's lock, turning a panic into a
 // *nursery.PanicError.
-func (s *session) call(f func() error) (err error) {
+func (s *session) call(f func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return recovered(f)
+	return s.callLocked(f)
+}
+
+// callUnlessStopped is call, except that it does nothing once a callback
+// has failed or returned ErrStop: for OnPing, which runs beside the reader
+// and could otherwise be called after such a callback and before the
+// nursery has been cancelled.
+func (s *session) callUnlessStopped(f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil
+	}
+	return s.callLocked(f)
+}
+
+func (s *session) callLocked(f func() error) error {
+	err := recovered(f)
+	if err != nil {
+		s.stopped = true
+	}
+	return err
 }
 
 func (s *session) callError(err error) error {
@@ -322,6 +496,35 @@ func recovered(f func() error) (err error) {
 		}
 	}()
 	return f()
+}
+
+// deliverPings calls OnPing with each ping from q until ctx ends. If it
+// ended because the connection closed, the reader has queued every ping
+// that came before the close (it handles frames in order), and those are
+// delivered too; otherwise (a failure, or Serve's ctx) the rest are dropped.
+func (s *session) deliverPings(ctx context.Context, q *pingQueue) error {
+	for {
+		var p []byte
+		if ctx.Err() == nil {
+			select {
+			case p = <-q.pings:
+			case <-ctx.Done():
+				continue
+			}
+		} else {
+			if !errors.Is(context.Cause(ctx), wsconn.ErrConnectionClosed) {
+				return nil
+			}
+			select {
+			case p = <-q.pings:
+			default:
+				return nil
+			}
+		}
+		if err := s.callUnlessStopped(func() error { s.app.OnPing(p); return nil }); err != nil {
+			return err
+		}
+	}
 }
 
 // heartbeat pings until the peer is too slow, a callback fails, or ctx
