@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -562,4 +563,274 @@ func TestInvalidPingSettings(t *testing.T) {
 			t.Errorf("Run with PingInterval %v, PingTimeout %v = %v, want a settings error", a.PingInterval, a.PingTimeout, err)
 		}
 	}
+}
+
+// OnPing sees the peer's pings in order on Run's connections, with and
+// without Reconnect; the DialOptions' own OnPing still sees them, and the
+// App's DialOptions are left as they were.
+func TestOnPingRun(t *testing.T) {
+	payloads := []string{"ping 1", "ping 2", "ping 3"}
+	for _, withReconnect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reconnect=%v", withReconnect), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ln := newPipeListener()
+				sawAll := make(chan struct{})
+				stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
+					c, err := r.Accept(ctx, nil)
+					if err != nil {
+						return err
+					}
+					for _, p := range payloads {
+						if err := c.Ping(ctx, []byte(p)); err != nil {
+							return err
+						}
+					}
+					select {
+					case <-sawAll:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					if err := c.SendText(context.WithoutCancel(ctx), "bye"); err != nil {
+						return err
+					}
+					closeReason(c)
+					return nil
+				}, nil)
+				defer stop()
+
+				var userSaw recorder
+				userHook := func(p []byte) { userSaw.add(string(p)) }
+				opts := pipeOptions(ln)
+				opts.OnPing = userHook
+				var got []string
+				a := &app.App{
+					DialOptions: opts,
+					OnPing: func(p []byte) {
+						if got = append(got, string(p)); len(got) == len(payloads) {
+							close(sawAll)
+						}
+					},
+					OnMessage: func(context.Context, *wsconn.Conn, wsconn.Message) error { return app.ErrStop },
+				}
+				if withReconnect {
+					a.Reconnect = &reconnect.Options{MaxAttempts: 1}
+				}
+				if err := a.Run(t.Context(), "ws://pipe/"); err != nil {
+					t.Fatalf("Run = %v, want nil", err)
+				}
+				if !slices.Equal(got, payloads) {
+					t.Errorf("OnPing saw %q, want %q", got, payloads)
+				}
+				if got := userSaw.get(); !slices.Equal(got, payloads) {
+					t.Errorf("DialOptions.OnPing saw %q, want %q", got, payloads)
+				}
+				if reflect.ValueOf(a.DialOptions.OnPing).Pointer() != reflect.ValueOf(userHook).Pointer() {
+					t.Error("Run replaced the App's DialOptions.OnPing")
+				}
+			})
+		})
+	}
+}
+
+// A server App sees the client's pings through App.Accept and Serve: those
+// that arrived before Serve, and those that arrived just before the client
+// closed.
+func TestOnPingServe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		pinged := make(chan struct{})
+		served := make(chan error, 1)
+		var got []string
+		var closes []wsconn.StatusCode
+		a := &app.App{
+			OnPing:  func(p []byte) { got = append(got, string(p)) },
+			OnClose: func(code wsconn.StatusCode, _ string) { closes = append(closes, code) },
+		}
+		var userSaw recorder
+		userOpts := &wsconn.AcceptOptions{OnPing: func(p []byte) { userSaw.add(string(p)) }}
+		stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
+			c, err := a.Accept(ctx, r, userOpts)
+			if err != nil {
+				return err
+			}
+			select {
+			case <-pinged:
+			case <-ctx.Done():
+			}
+			err = a.Serve(ctx, c)
+			served <- err
+			return err
+		}, nil)
+		defer stop()
+
+		err := wsconn.Open(t.Context(), "ws://pipe/", pipeOptions(ln), func(ctx context.Context, c *wsconn.Conn) error {
+			for _, p := range []string{"a", "b", "c"} {
+				if err := c.Ping(ctx, []byte(p)); err != nil {
+					return err
+				}
+			}
+			close(pinged)
+			return c.Ping(ctx, []byte("d")) // then Open closes with 1000
+		})
+		if err != nil {
+			t.Fatalf("Open = %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Fatalf("Serve = %v, want nil", err)
+		}
+		want := []string{"a", "b", "c", "d"}
+		if !slices.Equal(got, want) {
+			t.Errorf("OnPing saw %q, want %q", got, want)
+		}
+		if got := userSaw.get(); !slices.Equal(got, want) {
+			t.Errorf("AcceptOptions.OnPing saw %q, want %q", got, want)
+		}
+		if userOpts.Subprotocol != "" || userOpts.Header != nil {
+			t.Errorf("Accept changed the options: %+v", userOpts)
+		}
+		if !slices.Equal(closes, []wsconn.StatusCode{wsconn.StatusNormalClosure}) {
+			t.Errorf("OnClose got %v, want [1000]", closes)
+		}
+	})
+}
+
+// While OnPing is busy, PingQueueSize pings wait and the rest are dropped;
+// the waiting ones are delivered, in order, even though the peer closed.
+func TestOnPingQueueFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		entered, synced, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		const sent = app.PingQueueSize + 4
+		stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
+			c, err := r.Accept(ctx, nil)
+			if err != nil {
+				return err
+			}
+			for i := 1; i <= sent; i++ {
+				if err := c.Ping(ctx, []byte(fmt.Sprint(i))); err != nil {
+					return err
+				}
+				if i == 1 {
+					<-entered // OnPing holds ping 1; the queue is empty
+				}
+			}
+			// The client's reader has answered the last ping, but may not
+			// have queued it yet; it has once it has seen this pong.
+			if err := c.Pong(ctx, []byte("sync")); err != nil {
+				return err
+			}
+			<-synced
+			close(release)
+			return c.Close(ctx, wsconn.StatusNormalClosure, "")
+		}, nil)
+		defer stop()
+		opts := pipeOptions(ln)
+		opts.OnPong = func(p []byte) {
+			if string(p) == "sync" {
+				close(synced)
+			}
+		}
+		var got []string
+		a := &app.App{
+			DialOptions: opts,
+			OnPing: func(p []byte) {
+				if got = append(got, string(p)); len(got) == 1 {
+					close(entered)
+					<-release
+				}
+			},
+		}
+		if err := a.Run(t.Context(), "ws://pipe/"); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		var want []string
+		for i := 1; i <= 1+app.PingQueueSize; i++ {
+			want = append(want, fmt.Sprint(i))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("OnPing saw %q\nwant %q", got, want)
+		}
+	})
+}
+
+// An OnPing that panics closes the connection with 1011; the panic goes to
+// OnError and is returned, from Run and from Serve.
+func TestOnPingPanics(t *testing.T) {
+	check := func(t *testing.T, err error, errs []error, closes []wsconn.StatusCode, peerSaw wsconn.CloseReason) {
+		t.Helper()
+		var pe *nursery.PanicError
+		if !errors.As(err, &pe) || pe.Value != "in OnPing" {
+			t.Errorf("got %v, want the OnPing panic", err)
+		}
+		if len(errs) != 1 || errs[0] != err {
+			t.Errorf("OnError got %v, want once with the returned error", errs)
+		}
+		if !slices.Equal(closes, []wsconn.StatusCode{wsconn.StatusInternalError}) {
+			t.Errorf("OnClose got %v, want [1011]", closes)
+		}
+		if peerSaw.Code != wsconn.StatusInternalError {
+			t.Errorf("peer saw %v, want 1011", peerSaw)
+		}
+	}
+	newApp := func(errs *[]error, closes *[]wsconn.StatusCode) *app.App {
+		return &app.App{
+			OnPing:  func([]byte) { panic("in OnPing") },
+			OnError: func(err error) { *errs = append(*errs, err) },
+			OnClose: func(code wsconn.StatusCode, _ string) { *closes = append(*closes, code) },
+		}
+	}
+
+	t.Run("Run", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ln := newPipeListener()
+			serverSaw := make(chan wsconn.CloseReason, 1)
+			stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
+				c, err := r.Accept(ctx, nil)
+				if err != nil {
+					return err
+				}
+				if err := c.Ping(ctx, []byte("boom")); err != nil {
+					return err
+				}
+				serverSaw <- closeReason(c)
+				return nil
+			}, nil)
+			defer stop()
+			var errs []error
+			var closes []wsconn.StatusCode
+			a := newApp(&errs, &closes)
+			a.DialOptions = pipeOptions(ln)
+			err := a.Run(t.Context(), "ws://pipe/")
+			check(t, err, errs, closes, <-serverSaw)
+		})
+	})
+
+	t.Run("Serve", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ln := newPipeListener()
+			var errs []error
+			var closes []wsconn.StatusCode
+			a := newApp(&errs, &closes)
+			served := make(chan error, 1)
+			stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
+				c, err := a.Accept(ctx, r, nil)
+				if err != nil {
+					return err
+				}
+				err = a.Serve(ctx, c)
+				served <- err
+				return nil
+			}, nil)
+			defer stop()
+			c, err := wsconn.Dial(t.Context(), "ws://pipe/", pipeOptions(ln))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Ping(t.Context(), []byte("boom")); err != nil {
+				t.Fatal(err)
+			}
+			clientSaw := closeReason(c)
+			check(t, <-served, errs, closes, clientSaw)
+		})
+	})
 }
