@@ -67,3 +67,52 @@ func Example() {
 	// close: 1000 (normal closure)
 	// Run: <nil>
 }
+
+// A server in callback style that watches its clients' pings: the handler
+// accepts with App.Accept, so that OnPing sees them, then serves with
+// App.Serve.
+func ExampleApp_Accept() {
+	a := &app.App{
+		OnPing:  func(payload []byte) { fmt.Printf("ping: %s\n", payload) },
+		OnClose: func(code wsconn.StatusCode, reason string) { fmt.Println("close:", code) },
+	}
+	served := make(chan error, 1)
+	handle := func(ctx context.Context, r *wsconn.Request) error {
+		c, err := a.Accept(ctx, r, nil)
+		if err != nil {
+			return err
+		}
+		err = a.Serve(ctx, c)
+		served <- err
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- wsconn.NewServer(handle, nil).Serve(ctx, ln) }()
+	defer func() { stop(); <-done }()
+
+	// A client that pings twice, then closes.
+	err = wsconn.Open(ctx, "ws://"+ln.Addr().String()+"/", nil, func(ctx context.Context, c *wsconn.Conn) error {
+		for _, p := range []string{"are you there?", "still there?"} {
+			if err := c.Ping(ctx, []byte(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("Serve:", <-served)
+	// Output:
+	// ping: are you there?
+	// ping: still there?
+	// close: 1000 (normal closure)
+	// Serve: <nil>
+}
