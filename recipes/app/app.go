@@ -114,7 +114,8 @@ type App struct {
 
 	// DialOptions configure Run's dials (overriding Reconnect.DialOptions).
 	// Run does not modify them: with OnPing set, it dials with a copy whose
-	// OnPing feeds App.OnPing and then calls DialOptions.OnPing, if set.
+	// OnPing calls DialOptions.OnPing, if set, and then queues the ping for
+	// App.OnPing.
 	// A Reconnect.Dial must pass on the options it is given for OnPing to
 	// see any ping.
 	DialOptions *wsconn.DialOptions
@@ -208,8 +209,9 @@ func (a *App) Run(ctx context.Context, url string) error {
 // after ErrStop, 1001 (going away) when ctx ends, 1011 after a failure.
 // OnClose is called last, once c has closed.
 //
-// OnPing sees c's pings only if c was accepted with App.Accept (of any
-// App); pings that arrived between Accept and Serve are delivered first.
+// OnPing sees c's pings only if c was accepted with App.Accept (normally of
+// this App; of any App whose OnPing is set); pings that arrived between
+// Accept and Serve are delivered first.
 //
 // Serve returns nil when the connection ended normally (closed by either
 // side, lost, or ErrStop), ctx.Err() when ctx ended, and otherwise the
@@ -232,14 +234,17 @@ func (a *App) Serve(ctx context.Context, c *wsconn.Conn) error {
 
 // Accept accepts r, as r.Accept(ctx, opts) does, for a connection to be
 // passed to Serve: when OnPing is set, it accepts with a copy of opts (which
-// it does not modify) whose OnPing queues the client's pings for OnPing and
-// then calls opts.OnPing, if set. The pings are queued from the moment the
-// connection opens and wait, up to PingQueueSize of them, until Serve
+// it does not modify) whose OnPing calls opts.OnPing, if set, and then
+// queues the client's ping for OnPing. The pings are queued from the moment
+// the connection opens and wait, up to PingQueueSize of them, until Serve
 // delivers them.
 //
-// The queue is kept for the connection in a registry keyed by the
-// *wsconn.Conn, which Serve takes it from; a connection that is never
-// served leaves the registry once it is garbage collected.
+// Accept takes the Request rather than handing out AcceptOptions because
+// wsconn's hook is not told its connection: only Accept sees both the
+// queue and the *wsconn.Conn it belongs to. It keeps the queue in a
+// registry keyed by the connection, which Serve takes it from; a
+// connection that is never served leaves the registry once it is garbage
+// collected.
 func (a *App) Accept(ctx context.Context, r *wsconn.Request, opts *wsconn.AcceptOptions) (*wsconn.Conn, error) {
 	if a.OnPing == nil {
 		return r.Accept(ctx, opts)
