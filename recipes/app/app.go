@@ -25,16 +25,12 @@
 // with 1011 and its error (a *nursery.PanicError for a panic) is reported to
 // OnError and returned.
 //
-// A server serves a connection with Serve; to see the client's pings in
-// OnPing, it accepts the connection with App.Accept rather than
-// Request.Accept:
+// A server runs an App in its wsconn.Handler with ServeRequest, which
+// accepts the request and serves the connection (Serve serves a connection
+// accepted elsewhere, without OnPing):
 //
 //	func handle(ctx context.Context, r *wsconn.Request) error {
-//		c, err := a.Accept(ctx, r, nil)
-//		if err != nil {
-//			return err
-//		}
-//		return a.Serve(ctx, c)
+//		return a.ServeRequest(ctx, r, nil)
 //	}
 package app
 
@@ -42,12 +38,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/wsnursery/wsnursery/heartbeat"
 	"github.com/wsnursery/wsnursery/nursery"
@@ -84,8 +78,7 @@ type App struct {
 	// OnPing is called with the payload of each ping the peer sends, in
 	// order, after wsconn has answered it with a pong: it observes the
 	// pings, it does not answer them. It sees the pings of connections
-	// opened by Run and of connections accepted with App.Accept, not of
-	// other connections passed to Serve.
+	// opened by Run and ServeRequest, not of connections passed to Serve.
 	//
 	// The reader hands each ping over without waiting, into a queue of
 	// PingQueueSize pings per connection: while OnPing or another callback
@@ -209,15 +202,38 @@ func (a *App) Run(ctx context.Context, url string) error {
 // after ErrStop, 1001 (going away) when ctx ends, 1011 after a failure.
 // OnClose is called last, once c has closed.
 //
-// OnPing sees c's pings only if c was accepted with App.Accept (normally of
-// this App; of any App whose OnPing is set); pings that arrived between
-// Accept and Serve are delivered first.
+// OnPing sees no pings on a connection passed to Serve: the hook that
+// feeds it is installed when the connection opens, by Run or ServeRequest.
 //
 // Serve returns nil when the connection ended normally (closed by either
 // side, lost, or ErrStop), ctx.Err() when ctx ended, and otherwise the
 // heartbeat's or the callback's error.
 func (a *App) Serve(ctx context.Context, c *wsconn.Conn) error {
-	q := claimPings(c)
+	return a.serveConn(ctx, c, nil)
+}
+
+// ServeRequest accepts r, as r.Accept(ctx, opts) does, and serves the
+// connection as Serve does: the way to run an App in a wsconn.Handler, and
+// the one that lets OnPing see the client's pings. opts is not modified;
+// its OnPing, if set, is called before the App's.
+func (a *App) ServeRequest(ctx context.Context, r *wsconn.Request, opts *wsconn.AcceptOptions) error {
+	q := a.newPingQueue()
+	var o wsconn.AcceptOptions
+	if opts != nil {
+		o = *opts
+	}
+	if q != nil {
+		o.OnPing = q.hook(o.OnPing)
+	}
+	c, err := r.Accept(ctx, &o)
+	if err != nil {
+		return err
+	}
+	return a.serveConn(ctx, c, q)
+}
+
+// serveConn is Serve with the connection's ping queue (nil: none).
+func (a *App) serveConn(ctx context.Context, c *wsconn.Conn, q *pingQueue) error {
 	if err := a.check(); err != nil {
 		c.Close(context.WithoutCancel(ctx), wsconn.StatusInternalError, "")
 		return err
@@ -230,53 +246,6 @@ func (a *App) Serve(ctx context.Context, c *wsconn.Conn) error {
 		return nil
 	}
 	return err
-}
-
-// Accept accepts r, as r.Accept(ctx, opts) does, for a connection to be
-// passed to Serve: when OnPing is set, it accepts with a copy of opts (which
-// it does not modify) whose OnPing calls opts.OnPing, if set, and then
-// queues the client's ping for OnPing. The pings are queued from the moment
-// the connection opens and wait, up to PingQueueSize of them, until Serve
-// delivers them.
-//
-// Accept takes the Request rather than handing out AcceptOptions because
-// wsconn's hook is not told its connection: only Accept sees both the
-// queue and the *wsconn.Conn it belongs to. It keeps the queue in a
-// registry keyed by the connection, which Serve takes it from; a
-// connection that is never served leaves the registry once it is garbage
-// collected.
-func (a *App) Accept(ctx context.Context, r *wsconn.Request, opts *wsconn.AcceptOptions) (*wsconn.Conn, error) {
-	if a.OnPing == nil {
-		return r.Accept(ctx, opts)
-	}
-	q := a.newPingQueue()
-	var o wsconn.AcceptOptions
-	if opts != nil {
-		o = *opts
-	}
-	o.OnPing = q.hook(o.OnPing)
-	c, err := r.Accept(ctx, &o)
-	if err != nil {
-		return nil, err
-	}
-	key := weak.Make(c)
-	accepted.Store(key, q)
-	runtime.AddCleanup(c, func(key weak.Pointer[wsconn.Conn]) { accepted.Delete(key) }, key)
-	return c, nil
-}
-
-// accepted holds the ping queues of the connections that App.Accept
-// accepted and Serve has not yet served, by weak.Pointer[wsconn.Conn]. The
-// keys are weak so that a connection never served can be collected, and
-// with it its entry; the queues do not refer to their connections.
-var accepted sync.Map
-
-// claimPings returns c's ping queue from App.Accept, if any, and forgets it.
-func claimPings(c *wsconn.Conn) *pingQueue {
-	if q, ok := accepted.LoadAndDelete(weak.Make(c)); ok {
-		return q.(*pingQueue)
-	}
-	return nil
 }
 
 // pingQueue carries one connection's pings from its reader goroutine to

@@ -632,13 +632,11 @@ func TestOnPingRun(t *testing.T) {
 	}
 }
 
-// A server App sees the client's pings through App.Accept and Serve: those
-// that arrived before Serve, and those that arrived just before the client
-// closed.
+// A server App sees the client's pings through ServeRequest, up to those
+// that arrived just before the client closed.
 func TestOnPingServe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ln := newPipeListener()
-		pinged := make(chan struct{})
 		served := make(chan error, 1)
 		var got []string
 		var closes []wsconn.StatusCode
@@ -649,15 +647,7 @@ func TestOnPingServe(t *testing.T) {
 		var userSaw recorder
 		userOpts := &wsconn.AcceptOptions{OnPing: func(p []byte) { userSaw.add(string(p)) }}
 		stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
-			c, err := a.Accept(ctx, r, userOpts)
-			if err != nil {
-				return err
-			}
-			select {
-			case <-pinged:
-			case <-ctx.Done():
-			}
-			err = a.Serve(ctx, c)
+			err := a.ServeRequest(ctx, r, userOpts)
 			served <- err
 			return err
 		}, nil)
@@ -669,7 +659,6 @@ func TestOnPingServe(t *testing.T) {
 					return err
 				}
 			}
-			close(pinged)
 			return c.Ping(ctx, []byte("d")) // then Open closes with 1000
 		})
 		if err != nil {
@@ -685,8 +674,8 @@ func TestOnPingServe(t *testing.T) {
 		if got := userSaw.get(); !slices.Equal(got, want) {
 			t.Errorf("AcceptOptions.OnPing saw %q, want %q", got, want)
 		}
-		if userOpts.Subprotocol != "" || userOpts.Header != nil {
-			t.Errorf("Accept changed the options: %+v", userOpts)
+		if userOpts.Subprotocol != "" || userOpts.Header != nil || userOpts.OnPing == nil {
+			t.Errorf("ServeRequest changed the options: %+v", userOpts)
 		}
 		if !slices.Equal(closes, []wsconn.StatusCode{wsconn.StatusNormalClosure}) {
 			t.Errorf("OnClose got %v, want [1000]", closes)
@@ -813,12 +802,7 @@ func TestOnPingPanics(t *testing.T) {
 			a := newApp(&errs, &closes)
 			served := make(chan error, 1)
 			stop := serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
-				c, err := a.Accept(ctx, r, nil)
-				if err != nil {
-					return err
-				}
-				err = a.Serve(ctx, c)
-				served <- err
+				served <- a.ServeRequest(ctx, r, nil)
 				return nil
 			}, nil)
 			defer stop()

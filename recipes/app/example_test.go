@@ -69,20 +69,16 @@ func Example() {
 }
 
 // A server in callback style that watches its clients' pings: the handler
-// accepts with App.Accept, so that OnPing sees them, then serves with
-// App.Serve.
-func ExampleApp_Accept() {
+// runs the App with ServeRequest, which accepts the connection so that
+// OnPing sees them.
+func ExampleApp_ServeRequest() {
 	a := &app.App{
 		OnPing:  func(payload []byte) { fmt.Printf("ping: %s\n", payload) },
 		OnClose: func(code wsconn.StatusCode, reason string) { fmt.Println("close:", code) },
 	}
 	served := make(chan error, 1)
 	handle := func(ctx context.Context, r *wsconn.Request) error {
-		c, err := a.Accept(ctx, r, nil)
-		if err != nil {
-			return err
-		}
-		err = a.Serve(ctx, c)
+		err := a.ServeRequest(ctx, r, nil)
 		served <- err
 		return err
 	}
