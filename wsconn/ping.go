@@ -48,19 +48,33 @@ func (c *Conn) Ping(ctx context.Context, payload []byte) error {
 	}
 	select {
 	case <-p.pong:
-		if c.cfg.log != nil {
-			c.trace("websocket pong received", "rtt", time.Since(start))
-		}
-		return nil
 	case <-c.closing:
-		c.deregisterPing(p)
-		return c.closedErr()
-	case <-ctx.Done():
-		c.deregisterPing(p)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			c.peerDead.Store(true)
+		if !answered(p) { // the pong wins when it came before the close
+			c.deregisterPing(p)
+			return c.closedErr()
 		}
-		return fmt.Errorf("failed to ping: %w", ctx.Err())
+	case <-ctx.Done():
+		if !answered(p) {
+			c.deregisterPing(p)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				c.peerDead.Store(true)
+			}
+			return fmt.Errorf("failed to ping: %w", ctx.Err())
+		}
+	}
+	if c.cfg.log != nil {
+		c.trace("websocket pong received", "rtt", time.Since(start))
+	}
+	return nil
+}
+
+// answered reports whether p's pong has arrived.
+func answered(p *pendingPing) bool {
+	select {
+	case <-p.pong:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -193,3 +193,21 @@ func TestPingPongObservers(t *testing.T) {
 	}
 	_ = pings
 }
+
+// A pong that arrives just before the peer's Close still answers its ping:
+// the close must not win over it.
+func TestPongBeforeCloseAnswersPing(t *testing.T) {
+	for i := range 50 {
+		url, pings, ctl := pingPeer(t)
+		c := dial(t, url, nil)
+		ctx := ctxTimeout(t, 10*time.Second)
+		errc := make(chan error)
+		go func() { errc <- c.Ping(ctx, []byte("p")) }()
+		<-pings
+		ctl <- ctlFrame{websocket.PongMessage, "p"}
+		ctl <- ctlFrame{websocket.CloseMessage, string(websocket.FormatCloseMessage(4000, "bye"))}
+		if err := <-errc; err != nil {
+			t.Fatalf("round %d: Ping = %v, want nil: its pong came before the close", i, err)
+		}
+	}
+}
