@@ -229,7 +229,8 @@ func (c *Conn) afterDone(f func()) {
 	c.mu.Unlock()
 }
 
-// closeFrameDeadline bounds a control write made on behalf of ctx.
+// controlDeadline bounds a control write made on behalf of ctx: ctx's
+// deadline or the disconnect timeout, whichever comes first.
 func (c *Conn) controlDeadline(ctx context.Context) time.Time {
 	d := time.Now().Add(c.cfg.disconnectTimeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {

@@ -152,10 +152,7 @@ func ListenAndServe(ctx context.Context, addr string, h Handler, opts *ServerOpt
 // are then dropped).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	if !s.stopping {
-		s.stopping = true
-		close(s.stopped)
-	}
+	s.stopLocked()
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -170,6 +167,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel(ErrServerClosed)
 	s.active.Wait()
 	return ctx.Err()
+}
+
+// stopLocked marks the server as stopping, once; s.mu must be held.
+func (s *Server) stopLocked() {
+	if !s.stopping {
+		s.stopping = true
+		close(s.stopped)
+	}
 }
 
 // ServeHTTP runs the handler for one handshake request. A request that is
@@ -237,9 +242,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		if err != nil {
 			code, reason = StatusInternalError, "internal error"
 		}
-		cctx, ccancel := context.WithTimeout(context.Background(), s.cfg.disconnectTimeout+time.Second)
-		c.Close(cctx, code, reason)
-		ccancel()
+		c.Close(context.Background(), code, reason) // bounded by DisconnectTimeout
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -261,10 +264,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 			if s.failErr == nil {
 				s.failErr = err
 			}
-			if !s.stopping {
-				s.stopping = true
-				close(s.stopped)
-			}
+			s.stopLocked()
 			s.mu.Unlock()
 		}
 	}
