@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wsnursery/wsnursery/internal/pipenet"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -336,66 +337,30 @@ func FuzzClientFrames(f *testing.F) {
 	})
 }
 
-// pipeListener hands the server ends of net.Pipe connections to
-// Server.Serve.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
+// dialPipe returns the client end of a new in-memory connection to ln.
+func dialPipe(t testing.TB, ln *pipenet.Listener) net.Conn {
+	ctx, cancel := context.WithTimeout(context.Background(), fuzzTimeout)
+	defer cancel()
+	c, err := ln.Dial(ctx, "", "")
+	if err != nil {
+		t.Fatalf("the server did not accept: %v", err)
 	}
+	return c
 }
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-// dial returns the client end of a new in-memory connection.
-func (l *pipeListener) dial(t testing.TB) net.Conn {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client
-	case <-l.done:
-		t.Fatal("pipe listener closed")
-	case <-time.After(fuzzTimeout):
-		t.Fatal("the server did not accept")
-	}
-	return nil
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
 
 // startPipeServer starts an echo server on an in-memory listener.
-func startPipeServer(f *testing.F) (*echoServer, *pipeListener) {
-	ln := newPipeListener()
+func startPipeServer(f *testing.F) (*echoServer, *pipenet.Listener) {
+	ln := pipenet.Listen()
 	return startEchoServer(f, ln), ln
 }
 
 // pipePeer connects a raw client peer to the in-memory server.
-func pipePeer(t *testing.T, es *echoServer, ln *pipeListener) (*peer, <-chan appResult, context.Context) {
+func pipePeer(t *testing.T, es *echoServer, ln *pipenet.Listener) (*peer, <-chan appResult, context.Context) {
 	path, results := es.newPath()
 	t.Cleanup(func() { es.pending.Delete(path) })
 	ctx, cancel := context.WithTimeout(t.Context(), fuzzTimeout)
 	t.Cleanup(cancel)
-	conn := ln.dial(t)
+	conn := dialPipe(t, ln)
 	conn.SetDeadline(time.Now().Add(fuzzTimeout))
 	key := "ZnV6ei1jb25mb3JtYW5jZQ=="
 	br := bufio.NewReader(conn)

@@ -10,62 +10,28 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wsnursery/wsnursery/internal/pipenet"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pipeListener is an in-memory net.Listener: DialContext hands one end of a
-// net.Pipe to Accept. Everything in it blocks on channels, so it works
-// inside a testing/synctest bubble, where real sockets would stop virtual
-// time. The server ends are sent on accepted, if it is not nil.
+// pipeListener is an in-memory listener (internal/pipenet) that also sends
+// the server ends it accepts on accepted, if that is not nil.
 type pipeListener struct {
-	conns     chan net.Conn
-	closed    chan struct{}
-	closeOnce sync.Once
-	accepted  chan net.Conn
+	*pipenet.Listener
+	accepted chan net.Conn
 }
 
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-}
+func newPipeListener() *pipeListener { return &pipeListener{Listener: pipenet.Listen()} }
 
 func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		if l.accepted != nil {
-			l.accepted <- c
-		}
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
+	c, err := l.Listener.Accept()
+	if err == nil && l.accepted != nil {
+		l.accepted <- c
 	}
+	return c, err
 }
-
-func (l *pipeListener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-// DialContext is a wsconn.DialOptions.NetDialContext.
-func (l *pipeListener) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.closed:
-		return nil, errors.New("pipe listener closed")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
 
 // serve runs a wsconn.Server on ln until stop is called, which checks how
 // Serve ended.
@@ -89,7 +55,7 @@ func serve(t *testing.T, ln net.Listener, h wsconn.Handler, opts *wsconn.ServerO
 
 // pipeOptions dial ln.
 func pipeOptions(ln *pipeListener) *wsconn.DialOptions {
-	return &wsconn.DialOptions{NetDialContext: ln.DialContext, DisconnectTimeout: 5 * time.Second}
+	return &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: 5 * time.Second}
 }
 
 // listen returns a TCP listener on 127.0.0.1 and its ws:// URL.
