@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsnursery/wsnursery/faults"
+	"github.com/wsnursery/wsnursery/internal/faults"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 

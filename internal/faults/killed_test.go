@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsnursery/wsnursery/interop"
+	"github.com/wsnursery/wsnursery/internal/interop"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/wsconn"
 )

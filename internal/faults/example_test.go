@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/wsnursery/wsnursery/faults"
+	"github.com/wsnursery/wsnursery/internal/faults"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 

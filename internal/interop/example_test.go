@@ -6,7 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wsnursery/wsnursery/interop"
+	"github.com/wsnursery/wsnursery/internal/interop"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsnursery/wsnursery/interop"
+	"github.com/wsnursery/wsnursery/internal/interop"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsnursery/wsnursery/faults"
+	"github.com/wsnursery/wsnursery/internal/faults"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/wsconn"
 )

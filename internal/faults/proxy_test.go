@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsnursery/wsnursery/faults"
+	"github.com/wsnursery/wsnursery/internal/faults"
 )
 
 // rawEcho is a TCP echo server on 127.0.0.1 for proxy tests.
