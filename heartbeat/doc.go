@@ -5,7 +5,9 @@
 // crashed host or a dead NAT mapping sends no FIN, and a reader waiting for
 // the next message just waits. [Run] notices by pinging: it sends a ping at
 // once, gives the peer a timeout to answer with a pong, pauses for an
-// interval, and repeats. When a pong is late it returns an error matching
+// interval, and repeats. Both durations are named in [Options], and a nil
+// *Options means the defaults (a ping every 20 s, each given 20 s to be
+// answered). When a pong is late it returns an error matching
 // [ErrTooSlow]; when the connection fails it returns that error unchanged;
 // when its context is done it returns the context's error.
 //
@@ -15,7 +17,7 @@
 //
 //	err := nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
 //		n.Go(func(ctx context.Context) error {
-//			return heartbeat.Run(ctx, conn, 10*time.Second, 30*time.Second)
+//			return heartbeat.Run(ctx, conn, &heartbeat.Options{Timeout: 10 * time.Second, Interval: 30 * time.Second})
 //		})
 //		n.Go(func(ctx context.Context) error {
 //			return readMessages(ctx, conn)
@@ -26,6 +28,6 @@
 //		// the peer stopped answering
 //	}
 //
-// The connection only has to provide the one method of [Pinger].
-// [RunWithOptions] adds jitter to the interval and reports round-trip times.
+// The connection only has to provide the one method of [Pinger]. [Options]
+// can also add jitter to the interval and report round-trip times.
 package heartbeat

@@ -66,7 +66,7 @@ func Example() {
 	err = wsconn.Open(context.Background(), "ws://"+ln.Addr().String(), nil, func(ctx context.Context, c *wsconn.Conn) error {
 		return nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
 			n.Go(func(ctx context.Context) error {
-				return heartbeat.RunWithOptions(ctx, c, &heartbeat.Options{
+				return heartbeat.Run(ctx, c, &heartbeat.Options{
 					Timeout:  time.Second,
 					Interval: 10 * time.Millisecond,
 					OnRTT:    func(time.Duration) { fmt.Println("pong") },
@@ -102,7 +102,7 @@ func Example_tooSlow() {
 	conn := &peer{pongs: 2}
 	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
 		n.Go(func(ctx context.Context) error {
-			return heartbeat.Run(ctx, conn, 20*time.Millisecond, 5*time.Millisecond)
+			return heartbeat.Run(ctx, conn, &heartbeat.Options{Timeout: 20 * time.Millisecond, Interval: 5 * time.Millisecond})
 		})
 		n.Go(func(ctx context.Context) error {
 			<-ctx.Done() // reading messages, until cancelled
@@ -122,7 +122,7 @@ func Example_tooSlow() {
 // When the connection fails, Run returns its error unchanged.
 func ExampleRun() {
 	conn := &peer{pongs: 3, closes: true}
-	err := heartbeat.Run(context.Background(), conn, time.Second, time.Millisecond)
+	err := heartbeat.Run(context.Background(), conn, &heartbeat.Options{Timeout: time.Second, Interval: time.Millisecond})
 	fmt.Println(err, err == errConnClosed)
 	// Output:
 	// pong
@@ -131,10 +131,12 @@ func ExampleRun() {
 	// connection closed true
 }
 
-func ExampleRunWithOptions() {
+// Options names both durations, and can spread the pauses and report
+// round-trip times.
+func ExampleOptions() {
 	conn := &peer{pongs: 3, closes: true}
 	rounds := 0
-	err := heartbeat.RunWithOptions(context.Background(), conn, &heartbeat.Options{
+	err := heartbeat.Run(context.Background(), conn, &heartbeat.Options{
 		Timeout:  time.Second,
 		Interval: time.Millisecond,
 		Jitter:   0.2, // pause 0.8ms to 1.2ms

@@ -98,7 +98,7 @@ func TestRoundsAreSpacedByInterval(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 16*time.Second)
 		defer cancel()
 
-		err := heartbeat.Run(ctx, ws, time.Second, 5*time.Second)
+		err := heartbeat.Run(ctx, ws, &heartbeat.Options{Timeout: time.Second, Interval: 5 * time.Second})
 
 		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, heartbeat.ErrTooSlow) {
 			t.Errorf("Run = %v, want the parent's context.DeadlineExceeded", err)
@@ -119,17 +119,52 @@ func TestRoundsAreSpacedByInterval(t *testing.T) {
 	})
 }
 
-func TestZeroIntervalPingsAgainAtOnce(t *testing.T) {
+// A nil *Options, or a zero field, means the defaults: 20 s for the pong,
+// 20 s between rounds.
+func TestDefaults(t *testing.T) {
+	if heartbeat.DefaultTimeout != 20*time.Second || heartbeat.DefaultInterval != 20*time.Second {
+		t.Fatalf("defaults are %v, %v; the docs say 20s and 20s", heartbeat.DefaultTimeout, heartbeat.DefaultInterval)
+	}
+	tests := []struct {
+		name      string
+		opts      *heartbeat.Options
+		timeout   string
+		pings     []time.Duration // sent at
+		tooSlowAt time.Duration   // the third ping goes unanswered
+	}{
+		{"nil", nil, "20s", secs(0, 20.1, 40.2), secs(60.2)[0]},
+		{"zero", &heartbeat.Options{}, "20s", secs(0, 20.1, 40.2), secs(60.2)[0]},
+		{"timeout only", &heartbeat.Options{Timeout: time.Second}, "1s", secs(0, 20.1, 40.2), secs(41.2)[0]},
+		{"interval only", &heartbeat.Options{Interval: 5 * time.Second}, "20s", secs(0, 5.1, 10.2), secs(30.2)[0]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ws := newFake(then(2, pongAfter(100*time.Millisecond), silent))
+				err := heartbeat.Run(context.Background(), ws, tt.opts)
+				checkTooSlow(t, err, tt.timeout)
+				if got := ws.pings(); !slices.Equal(got, tt.pings) {
+					t.Errorf("pings sent at %v, want %v", got, tt.pings)
+				}
+				if d := time.Since(ws.start); d != tt.tooSlowAt {
+					t.Errorf("Run returned after %v, want %v", d, tt.tooSlowAt)
+				}
+			})
+		})
+	}
+}
+
+// Run does not write the defaults into the caller's Options.
+func TestOptionsNotModified(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		closed := &closedError{}
-		ws := newFake(then(3, pongAfter(time.Millisecond), func(context.Context, int) error { return closed }))
-		err := heartbeat.Run(context.Background(), ws, time.Second, 0)
-		if err != closed {
-			t.Errorf("Run = %v, want the closed error", err)
+		opts := &heartbeat.Options{}
+		ws := newFake(func(context.Context, int) error { return closed })
+		if err := heartbeat.Run(context.Background(), ws, opts); err != closed {
+			t.Fatalf("Run = %v, want the closed error", err)
 		}
-		want := []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}
-		if got := ws.pings(); !slices.Equal(got, want) {
-			t.Errorf("pings sent at %v, want %v", got, want)
+		if opts.Timeout != 0 || opts.Interval != 0 {
+			t.Errorf("Run changed the caller's Options to %+v", *opts)
 		}
 	})
 }
@@ -147,7 +182,7 @@ func TestLatePongIsTooSlow(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ws := newFake(react)
-				err := heartbeat.Run(context.Background(), ws, time.Second, 5*time.Second)
+				err := heartbeat.Run(context.Background(), ws, &heartbeat.Options{Timeout: time.Second, Interval: 5 * time.Second})
 				checkTooSlow(t, err, "1s")
 				if d := time.Since(ws.start); d != time.Second {
 					t.Errorf("Run returned after %v, want 1s, the timeout", d)
@@ -179,7 +214,7 @@ func TestPongAfterDeadlineIsTooSlow(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			return nil
 		}, func(context.Context, int) error { return &closedError{} }))
-		err := heartbeat.Run(context.Background(), ws, time.Second, 5*time.Second)
+		err := heartbeat.Run(context.Background(), ws, &heartbeat.Options{Timeout: time.Second, Interval: 5 * time.Second})
 		checkTooSlow(t, err, "1s")
 		if n := len(ws.pings()); n != 1 {
 			t.Errorf("%d pings sent, want 1", n)
@@ -190,7 +225,7 @@ func TestPongAfterDeadlineIsTooSlow(t *testing.T) {
 func TestLatePongInLaterRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ws := newFake(then(2, pongAfter(100*time.Millisecond), silent))
-		err := heartbeat.Run(context.Background(), ws, 2*time.Second, 5*time.Second)
+		err := heartbeat.Run(context.Background(), ws, &heartbeat.Options{Timeout: 2 * time.Second, Interval: 5 * time.Second})
 		checkTooSlow(t, err, "2s")
 		if d := time.Since(ws.start); d != secs(12.2)[0] {
 			t.Errorf("Run returned after %v, want 12.2s: third ping at 10.2s plus the 2s timeout", d)
@@ -208,7 +243,7 @@ func TestPingerErrorReturnedUnchanged(t *testing.T) {
 			time.Sleep(300 * time.Millisecond) // fails within the timeout
 			return closed
 		}))
-		err := heartbeat.Run(context.Background(), ws, time.Second, 5*time.Second)
+		err := heartbeat.Run(context.Background(), ws, &heartbeat.Options{Timeout: time.Second, Interval: 5 * time.Second})
 		if err != closed {
 			t.Errorf("Run = %v, want the Pinger's error itself", err)
 		}
@@ -243,7 +278,7 @@ func TestParentCancelled(t *testing.T) {
 				defer cancel(nil)
 				time.AfterFunc(tt.cancelAt, func() { cancel(errGone) })
 
-				err := heartbeat.Run(ctx, ws, time.Second, 5*time.Second)
+				err := heartbeat.Run(ctx, ws, &heartbeat.Options{Timeout: time.Second, Interval: 5 * time.Second})
 
 				if err != context.Canceled {
 					t.Errorf("Run = %v, want ctx.Err(), context.Canceled", err)
@@ -260,7 +295,7 @@ func TestParentAlreadyCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	ws := newFake(pongAfter(0))
-	if err := heartbeat.Run(ctx, ws, time.Second, time.Second); err != context.Canceled {
+	if err := heartbeat.Run(ctx, ws, &heartbeat.Options{Timeout: time.Second, Interval: time.Second}); err != context.Canceled {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
 	if n := len(ws.pings()); n != 0 {
@@ -290,7 +325,7 @@ func TestParentDeadlineIsNotTooSlow(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), tt.deadline)
 					defer cancel()
 
-					err := heartbeat.Run(ctx, ws, time.Second, 5*time.Second)
+					err := heartbeat.Run(ctx, ws, &heartbeat.Options{Timeout: time.Second, Interval: 5 * time.Second})
 
 					if err != context.DeadlineExceeded {
 						t.Fatalf("Run = %v, want the parent's context.DeadlineExceeded", err)
@@ -314,14 +349,13 @@ func TestInvalidArguments(t *testing.T) {
 		opts     *heartbeat.Options
 		contains string
 	}{
-		{"zero timeout", false, &heartbeat.Options{Timeout: 0, Interval: time.Second}, "timeout"},
 		{"negative timeout", false, &heartbeat.Options{Timeout: -time.Second, Interval: time.Second}, "timeout"},
 		{"negative interval", false, &heartbeat.Options{Timeout: time.Second, Interval: -1}, "interval"},
 		{"negative jitter", false, &heartbeat.Options{Timeout: time.Second, Jitter: -0.1}, "jitter"},
 		{"jitter above 1", false, &heartbeat.Options{Timeout: time.Second, Jitter: 1.5}, "jitter"},
 		{"NaN jitter", false, &heartbeat.Options{Timeout: time.Second, Jitter: math.NaN()}, "jitter"},
-		{"nil options", false, nil, "Options"},
 		{"nil pinger", true, &heartbeat.Options{Timeout: time.Second}, "Pinger"},
+		{"nil pinger, nil options", true, nil, "Pinger"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,33 +365,18 @@ func TestInvalidArguments(t *testing.T) {
 				if tt.nilWS {
 					p = nil
 				}
-				err := heartbeat.RunWithOptions(context.Background(), p, tt.opts)
+				err := heartbeat.Run(context.Background(), p, tt.opts)
 				if err == nil || !strings.Contains(err.Error(), tt.contains) {
-					t.Errorf("RunWithOptions = %v, want an error about %s", err, tt.contains)
+					t.Errorf("Run = %v, want an error about %s", err, tt.contains)
 				}
 				if n := len(ws.pings()); n != 0 {
 					t.Errorf("%d pings sent, want none", n)
 				}
 				if d := time.Since(ws.start); d != 0 {
-					t.Errorf("RunWithOptions took %v, want an immediate error", d)
+					t.Errorf("Run took %v, want an immediate error", d)
 				}
 			})
 		})
-	}
-}
-
-func TestRunRejectsBadArguments(t *testing.T) {
-	ws := newFake(unexpected)
-	for _, args := range [][2]time.Duration{{0, time.Second}, {-1, time.Second}, {time.Second, -1}} {
-		if err := heartbeat.Run(context.Background(), ws, args[0], args[1]); err == nil {
-			t.Errorf("Run(timeout %v, interval %v) = nil, want an error", args[0], args[1])
-		}
-	}
-	if err := heartbeat.Run(context.Background(), nil, time.Second, time.Second); err == nil {
-		t.Error("Run(nil Pinger) = nil, want an error")
-	}
-	if n := len(ws.pings()); n != 0 {
-		t.Errorf("%d pings sent, want none", n)
 	}
 }
 
@@ -376,13 +395,13 @@ func TestJitter(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				closed := &closedError{}
 				ws := newFake(then(rounds, pongAfter(0), func(context.Context, int) error { return closed }))
-				err := heartbeat.RunWithOptions(context.Background(), ws, &heartbeat.Options{
+				err := heartbeat.Run(context.Background(), ws, &heartbeat.Options{
 					Timeout:  time.Second,
 					Interval: time.Second,
 					Jitter:   tt.jitter,
 				})
 				if err != closed {
-					t.Fatalf("RunWithOptions = %v, want the closed error", err)
+					t.Fatalf("Run = %v, want the closed error", err)
 				}
 				sent := ws.pings()
 				var pauses []time.Duration
@@ -412,7 +431,7 @@ func TestOnRTT(t *testing.T) {
 			silent, // the fourth ping is not answered: no RTT for it
 		))
 		var rtts []time.Duration
-		err := heartbeat.RunWithOptions(context.Background(), ws, &heartbeat.Options{
+		err := heartbeat.Run(context.Background(), ws, &heartbeat.Options{
 			Timeout:  time.Second,
 			Interval: 5 * time.Second,
 			OnRTT:    func(rtt time.Duration) { rtts = append(rtts, rtt) },

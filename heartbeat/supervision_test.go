@@ -62,7 +62,9 @@ func TestSupervisionPeerStopsAnswering(t *testing.T) {
 		start := time.Now()
 		err := wsconn.Open(context.Background(), "ws://pipe/", opts, func(ctx context.Context, c *wsconn.Conn) error {
 			return nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
-				n.Go(func(ctx context.Context) error { return heartbeat.Run(ctx, c, hbTimeout, hbInterval) })
+				n.Go(func(ctx context.Context) error {
+					return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: hbTimeout, Interval: hbInterval})
+				})
 				n.Go(func(ctx context.Context) error {
 					_, err := c.Receive(ctx)
 					record("reader", ctx)
@@ -113,7 +115,7 @@ func TestSupervisionPeerCloses(t *testing.T) {
 		err := wsconn.Open(context.Background(), "ws://pipe/", opts, func(ctx context.Context, c *wsconn.Conn) error {
 			return nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
 				n.Go(func(ctx context.Context) error {
-					err := heartbeat.Run(ctx, c, hbTimeout, hbInterval)
+					err := heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: hbTimeout, Interval: hbInterval})
 					hbCause = context.Cause(ctx)
 					return err
 				})
@@ -173,7 +175,7 @@ func TestSupervisionPeerClosesDuringPing(t *testing.T) {
 		}
 		defer c.Close(context.Background(), wsconn.StatusNormalClosure, "")
 		start := time.Now()
-		err = heartbeat.Run(context.Background(), c, time.Minute, hbInterval)
+		err = heartbeat.Run(context.Background(), c, &heartbeat.Options{Timeout: time.Minute, Interval: hbInterval})
 		var closed *wsconn.ConnectionClosedError
 		if !errors.As(err, &closed) || closed.Reason.Code != wsconn.StatusGoingAway || errors.Is(err, heartbeat.ErrTooSlow) {
 			t.Fatalf("heartbeat = %v, want the 1001 close", err)
@@ -197,7 +199,9 @@ func TestSupervisionServerDropsDeadClient(t *testing.T) {
 				return err
 			}
 			err = nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
-				n.Go(func(ctx context.Context) error { return heartbeat.Run(ctx, c, hbTimeout, hbInterval) })
+				n.Go(func(ctx context.Context) error {
+					return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: hbTimeout, Interval: hbInterval})
+				})
 				n.Go(func(ctx context.Context) error { // pushes updates to the client
 					for {
 						if err := c.SendText(ctx, "update"); err != nil {

@@ -248,7 +248,9 @@ func (rm *room) handle(ctx context.Context, r *wsconn.Request) error {
 			return errLeft
 		})
 		if rm.hb.Enabled {
-			n.Go(func(ctx context.Context) error { return heartbeat.Run(ctx, c, rm.hb.Timeout, rm.hb.Interval) })
+			n.Go(func(ctx context.Context) error {
+				return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: rm.hb.Timeout, Interval: rm.hb.Interval})
+			})
 		}
 		for {
 			p, err := jsonmsg.Receive[post](ctx, c, &jsonmsg.Options{MaxSize: maxMessageSize})

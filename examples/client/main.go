@@ -246,7 +246,7 @@ func (s *session) run(ctx context.Context, c *wsconn.Conn) error {
 		n.Go(func(ctx context.Context) error { return s.receive(ctx, c) })
 		if hb := s.cfg.heartbeat; hb.Enabled {
 			n.Go(func(ctx context.Context) error {
-				err := heartbeat.Run(ctx, c, hb.Timeout, hb.Interval)
+				err := heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: hb.Timeout, Interval: hb.Interval})
 				if errors.Is(err, heartbeat.ErrTooSlow) {
 					s.info("the server did not answer a ping within %v", hb.Timeout)
 				}

@@ -6,7 +6,7 @@
 // and connects to it with [wsconn.Open]. The client runs three tasks in a
 // [nursery]:
 //
-//   - a heartbeat ([heartbeat.RunWithOptions]) that pings the server every
+//   - a heartbeat ([heartbeat.Run]) that pings the server every
 //     300ms and gives each pong 500ms to arrive, printing round-trip times;
 //   - a producer that sends a message every 200ms;
 //   - a reader that prints the echoes.
@@ -171,7 +171,7 @@ func (d *demo) client(ctx context.Context, url string) error {
 }
 
 func (d *demo) heartbeat(ctx context.Context, c *wsconn.Conn) error {
-	err := heartbeat.RunWithOptions(ctx, c, &heartbeat.Options{
+	err := heartbeat.Run(ctx, c, &heartbeat.Options{
 		Timeout:  pingTimeout,
 		Interval: pingInterval,
 		OnRTT: func(rtt time.Duration) {

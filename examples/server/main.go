@@ -200,7 +200,7 @@ func (e *echoServer) handle(ctx context.Context, r *wsconn.Request) error {
 	err = nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
 		if e.cfg.heartbeat.Enabled {
 			n.Go(func(ctx context.Context) error {
-				return heartbeat.Run(ctx, c, e.cfg.heartbeat.Timeout, e.cfg.heartbeat.Interval)
+				return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: e.cfg.heartbeat.Timeout, Interval: e.cfg.heartbeat.Interval})
 			})
 		}
 		for {

@@ -33,7 +33,9 @@ func TestBlackholeHeartbeat(t *testing.T) {
 		}
 		var n int
 		err = nursery.Run(ctx, func(ctx context.Context, nu *nursery.Nursery) error {
-			nu.Go(func(ctx context.Context) error { return heartbeat.Run(ctx, c, timeout, interval) })
+			nu.Go(func(ctx context.Context) error {
+				return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: timeout, Interval: interval})
+			})
 			nu.Go(func(ctx context.Context) error {
 				var err error
 				n, err = echo(ctx, c)
@@ -51,7 +53,9 @@ func TestBlackholeHeartbeat(t *testing.T) {
 	var blackholed time.Time
 	err := wsconn.Open(ctx, "ws://"+proxy.Addr()+"/", nil, func(ctx context.Context, c *wsconn.Conn) error {
 		return nursery.Run(ctx, func(ctx context.Context, nu *nursery.Nursery) error {
-			nu.Go(func(ctx context.Context) error { return heartbeat.Run(ctx, c, timeout, interval) })
+			nu.Go(func(ctx context.Context) error {
+				return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: timeout, Interval: interval})
+			})
 			nu.Go(func(ctx context.Context) error {
 				for seq := range messages {
 					if err := c.SendBinary(ctx, message(seq)); err != nil {

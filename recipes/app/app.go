@@ -512,7 +512,7 @@ func (s *session) heartbeat(ctx context.Context, c *wsconn.Conn) error {
 	var cbErr error
 	hctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	err := heartbeat.RunWithOptions(hctx, c, &heartbeat.Options{
+	err := heartbeat.Run(hctx, c, &heartbeat.Options{
 		Timeout:  timeout,
 		Interval: s.app.PingInterval,
 		OnRTT: func(rtt time.Duration) {

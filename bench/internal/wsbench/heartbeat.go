@@ -13,7 +13,7 @@ const HeartbeatImpl = "wsconn: heartbeat.Run; others: the same loop (ping with t
 // heartbeat runs the heartbeat of one connection until ctx ends.
 func runLibHeartbeat(ctx context.Context, lib Lib, c Client, interval time.Duration, rec *latencies) {
 	if wc, ok := c.(*wsconnClient); ok {
-		err := heartbeat.Run(ctx, timedPinger{wc, rec}, HeartbeatTimeout, interval)
+		err := heartbeat.Run(ctx, timedPinger{wc, rec}, &heartbeat.Options{Timeout: HeartbeatTimeout, Interval: interval})
 		if ctx.Err() == nil {
 			rec.record(0, err)
 		}

@@ -56,8 +56,8 @@ func (h *Heartbeat) Set(s string) error {
 	if err != nil {
 		return fmt.Errorf("bad interval: %w", err)
 	}
-	if timeout <= 0 || interval < 0 {
-		return errors.New("timeout must be positive and interval not negative")
+	if timeout <= 0 || interval <= 0 {
+		return errors.New("timeout and interval must be positive")
 	}
 	*h = Heartbeat{Enabled: true, Timeout: timeout, Interval: interval}
 	return nil
