@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -258,4 +259,65 @@ func TestPingAfterOurCloseIsHarmless(t *testing.T) {
 	if r := closeReason(t, c); r != (wsconn.CloseReason{Code: 4000, Reason: "ok"}) {
 		t.Fatalf("CloseReason = %v", r)
 	}
+}
+
+// blockingHandler is a debug slog handler that holds the goroutine logging
+// msg until release is closed, after reporting it on held.
+type blockingHandler struct {
+	msg     string
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (h *blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *blockingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.held <- struct{}{}
+		<-h.release
+	}
+	return nil
+}
+func (h *blockingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *blockingHandler) WithGroup(string) slog.Handler      { return h }
+
+// The peer's Close frame and a local Close race: whichever wins, the code
+// the peer sent is recorded and the peer sees its own code echoed. The
+// reader is held right after it took the peer's frame (inside its debug
+// trace) while the local Close runs; the peer's frame must already count.
+func TestPeerCloseRacesLocalClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		got := make(chan int, 2)
+		url := rawPeer(t, ln, func(ws *websocket.Conn) {
+			ws.SetCloseHandler(func(code int, _ string) error { got <- code; return nil })
+			if err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4003, "peer"), time.Now().Add(time.Second)); err != nil {
+				t.Errorf("peer: write Close: %v", err)
+			}
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		})
+		h := &blockingHandler{msg: "websocket close received", held: make(chan struct{}), release: make(chan struct{})}
+		c, err := wsconn.Dial(context.Background(), url, &wsconn.DialOptions{NetDialContext: ln.Dial, Logger: slog.New(h)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-h.held // the reader has taken the peer's Close frame
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close(context.Background(), 4001, "local") }()
+		synctest.Wait() // Close has done all it can before the reader goes on
+		close(h.release)
+		if err := <-closed; err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+		<-c.Done()
+		if r, _ := c.CloseReason(); r != (wsconn.CloseReason{Code: 4003, Reason: "peer"}) {
+			t.Errorf("CloseReason = %v, want the peer's 4003 \"peer\"", r)
+		}
+		if code := <-got; code != 4003 {
+			t.Errorf("peer received Close %d, want its own 4003 echoed", code)
+		}
+	})
 }

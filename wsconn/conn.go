@@ -83,18 +83,19 @@ type Conn struct {
 	writeSem chan struct{} // serialises data messages; a ctx can give up waiting
 	watch    writeWatch    // interrupts a data message whose ctx ends
 
-	mu         sync.Mutex
-	closing    chan struct{} // closed when closing starts, for any reason
-	dropQueue  chan struct{} // closed by a local Close or abort: queued messages are discarded
-	started    bool          // closing is closed
-	dropped    bool          // dropQueue is closed
-	reason     CloseReason
-	pings      []*pendingPing // in the order sent
-	onDone     []func()
-	peerClosed bool // the peer's Close frame arrived
+	mu      sync.Mutex
+	state   connState // see close.go; changed only by transition
+	reason  CloseReason
+	discard bool           // queued messages are discarded (local Close or abort)
+	pings   []*pendingPing // in the order sent
+	onDone  []func()
+
+	// Closed by transition, for waiters to select on.
+	closing   chan struct{} // the state left stateOpen
+	dropQueue chan struct{} // discard became true
+	done      chan struct{} // the state became stateClosed
 
 	peerDead atomic.Bool // a ping timed out and no pong came since
-	done     chan struct{}
 }
 
 func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {
@@ -177,41 +178,13 @@ func (c *Conn) isDone() bool {
 func (c *Conn) CloseReason() (CloseReason, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reason, c.started
+	return c.reason, c.state != stateOpen
 }
 
 // closedErr returns the error for operations on a closing connection.
 func (c *Conn) closedErr() error {
 	r, _ := c.CloseReason()
 	return &ConnectionClosedError{Reason: r}
-}
-
-// startClosing records reason and closes c.closing, the first time only. It
-// reports whether this call started closing. dropQueue additionally marks
-// queued messages as discarded (local Close or abort).
-func (c *Conn) startClosing(reason CloseReason, dropQueue bool) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	first := !c.started
-	if first {
-		c.started = true
-		c.reason = reason
-		close(c.closing)
-	}
-	if dropQueue && !c.dropped {
-		c.dropped = true
-		close(c.dropQueue)
-	}
-	return first
-}
-
-// abort fails the connection without a closing handshake: the TCP
-// connection is closed and reason recorded unless closing had started.
-func (c *Conn) abort(reason CloseReason) {
-	if c.startClosing(reason, true) {
-		c.trace("websocket connection aborted", "reason", reason.String())
-	}
-	c.netConn.Close()
 }
 
 // afterDone arranges for f to run (once, on the reader goroutine or at

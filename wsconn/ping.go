@@ -81,7 +81,7 @@ func answered(p *pendingPing) bool {
 func (c *Conn) registerPing(payload []byte) (*pendingPing, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started {
+	if c.state != stateOpen {
 		return nil, &ConnectionClosedError{Reason: c.reason}
 	}
 	var s string

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
@@ -158,10 +157,10 @@ func (c *Conn) readFailed(err error) {
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		// The peer's Close frame; handleClose recorded and answered it.
 	case isConnError(err):
-		c.startClosing(CloseReason{Code: StatusAbnormalClosure}, false)
+		c.transition(evFail, CloseReason{Code: StatusAbnormalClosure})
 	default:
 		// gorilla found a framing error and has sent Close 1002.
-		c.startClosing(CloseReason{Code: StatusProtocolError, Reason: err.Error()}, false)
+		c.transition(evFail, CloseReason{Code: StatusProtocolError, Reason: err.Error()})
 	}
 	c.trace("websocket reader stopped", "err", err.Error())
 }
@@ -176,69 +175,4 @@ func isConnError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// fail ends the connection for bad input from the peer (RFC 6455 §7.1.7):
-// send Close with code where writes are still possible, record the code;
-// the reader then closes TCP.
-func (c *Conn) fail(code StatusCode, reason string) {
-	if !c.startClosing(CloseReason{Code: code, Reason: reason}, false) {
-		return
-	}
-	c.trace("websocket failing connection", "code", int(code), "reason", reason)
-	c.ws.WriteControl(websocket.CloseMessage, formatClose(code, reason), time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
-}
-
-// handleClose runs inside the reader when the peer's Close frame arrives.
-func (c *Conn) handleClose(code int, text string) error {
-	reason := CloseReason{Code: StatusCode(code), Reason: text}
-	c.mu.Lock()
-	c.peerClosed = true
-	echo := !c.started
-	if !echo {
-		// We started closing: this is the peer's answer, and final.
-		c.reason = reason
-	}
-	c.mu.Unlock()
-	c.trace("websocket close received", "code", code, "reason", text)
-	if echo {
-		c.startClosing(reason, false)
-		wire := StatusCode(code)
-		if !wire.sendable() {
-			wire, text = StatusNormalClosure, ""
-		}
-		c.ws.WriteControl(websocket.CloseMessage, formatClose(wire, text), time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
-	}
-	return nil
-}
-
-// finish runs when the reader stops: close TCP (a client first gives the
-// server a moment to close it, as RFC 6455 §7.1.1 asks), release Receive
-// callers, pings and watchers.
-func (c *Conn) finish() {
-	c.mu.Lock()
-	waitFIN := c.client && c.peerClosed
-	c.mu.Unlock()
-	if waitFIN {
-		c.netConn.SetReadDeadline(time.Now().Add(min(c.cfg.disconnectTimeout, finWait)))
-		var b [64]byte
-		for {
-			if _, err := c.netConn.Read(b[:]); err != nil {
-				break
-			}
-		}
-	}
-	c.netConn.Close()
-	c.watch.release()
-	close(c.queue)
-	c.mu.Lock()
-	close(c.done)
-	hooks := c.onDone
-	c.onDone = nil
-	c.mu.Unlock()
-	r, _ := c.CloseReason()
-	c.trace("websocket connection closed", "code", int(r.Code), "reason", r.Reason)
-	for _, f := range hooks {
-		f()
-	}
 }
