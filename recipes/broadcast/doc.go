@@ -33,6 +33,22 @@
 //		}
 //	})
 //
+// # Topics, brokers and presence
+//
+// Subscribers join topics (a chat room is a topic): [Hub.SubscribeTo] and
+// [Hub.PublishTo]; Subscribe and Publish use the default topic, "". The
+// application publishes through a [Broker], which also records who is
+// present in each topic ([Broker.Join], [Broker.Members]). The Hub is the
+// in-process broker, and the default: with it, a topic and its presence
+// span one process. To run several processes (nodes) behind a load
+// balancer, use the NATS broker in the nested module
+// github.com/wsnursery/wsnursery/recipes/broadcast/natsbroker: it delivers
+// each message to its own node's hub at once and to the other nodes' hubs
+// over NATS, so every guarantee above holds for messages from other nodes
+// too, and its presence covers every node. Its package documentation
+// states the cross-node delivery contract. It lives in its own module so
+// that importing this package (or wsconn) never downloads NATS.
+//
 // Serve only writes. Someone must keep calling Receive on the connection (or
 // the reader goroutine of wsconn stops at a full queue and never sees the
 // peer's Close frame), which is why the handler above reads even when the

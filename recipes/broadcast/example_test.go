@@ -72,3 +72,31 @@ func Example() {
 	// hello from alice
 	// hello from alice
 }
+
+// Presence across a topic: who is in the room. A Hub records it for its own
+// process; a cross-node broker for every node.
+func ExampleHub_Join() {
+	var b broadcast.Broker = broadcast.NewHub(nil)
+	leaveAlice := b.Join("room", "alice")
+	leaveBob := b.Join("room", "bob")
+	fmt.Println(b.Members("room"))
+	leaveAlice()
+	fmt.Println(b.Members("room"))
+	leaveBob()
+	fmt.Println(len(b.Members("room")))
+	// Output:
+	// [alice bob]
+	// [bob]
+	// 0
+}
+
+// Two topics on one hub: a message published on one reaches only its own
+// subscribers.
+func ExampleHub_PublishTo() {
+	hub := broadcast.NewHub(nil)
+	fmt.Println(hub.PublishTo("room-1", wsconn.Message{Type: wsconn.Text, Data: []byte("hi")}))
+	fmt.Println(hub.PublishTo("room-1", wsconn.Message{Type: wsconn.Text, Data: []byte{0xff}}))
+	// Output:
+	// <nil>
+	// failed to publish: text is not valid UTF-8
+}

@@ -65,25 +65,33 @@ type Options struct {
 
 // Stats are a hub's counters.
 type Stats struct {
-	Subscribers int    // currently subscribed
+	Subscribers int    // currently subscribed, over all topics
 	Dropped     uint64 // messages discarded by DropOldest, over the hub's life
 	Evicted     uint64 // subscribers evicted by Disconnect, over the hub's life
 }
 
-// Hub fans published messages out to its subscribers. The zero Hub is not
-// usable; create one with NewHub. All methods are safe for concurrent use.
+// Hub fans published messages out to its subscribers, topic by topic. The
+// zero Hub is not usable; create one with NewHub. All methods are safe for
+// concurrent use.
+//
+// A Hub is also the in-process [Broker]: its PublishTo, Join and Members
+// cover this process only.
 type Hub struct {
-	opts Options
+	opts     Options
+	presence *Presence
 
 	mu      sync.Mutex // guards the fields below; never held during I/O
-	subs    map[*Subscriber]struct{}
+	topics  map[string]map[*Subscriber]struct{}
+	nsubs   int
 	dropped uint64
 	evicted uint64
 }
 
+var _ Broker = (*Hub)(nil)
+
 // NewHub returns a hub with no subscribers.
 func NewHub(opts *Options) *Hub {
-	h := &Hub{subs: map[*Subscriber]struct{}{}}
+	h := &Hub{topics: map[string]map[*Subscriber]struct{}{}, presence: NewPresence(nil)}
 	if opts != nil {
 		h.opts = *opts
 	}
@@ -100,51 +108,98 @@ func NewHub(opts *Options) *Hub {
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Stats{Subscribers: len(h.subs), Dropped: h.dropped, Evicted: h.evicted}
+	return Stats{Subscribers: h.nsubs, Dropped: h.dropped, Evicted: h.evicted}
 }
 
-// Publish queues m for every current subscriber and returns without waiting
-// for any of them: it never blocks on a socket. A subscriber whose queue is
-// full is handled by the hub's Policy.
+// Publish publishes m on the default topic, "": it is PublishTo("", m).
+func (h *Hub) Publish(m wsconn.Message) error { return h.PublishTo("", m) }
+
+// PublishTo queues m for every current subscriber of topic and returns
+// without waiting for any of them: it never blocks on a socket. A subscriber
+// whose queue is full is handled by the hub's Policy.
 //
 // The hub keeps m.Data until every subscriber has written it, sharing one
 // slice among them; the caller must not modify it afterwards. A message that
 // could not be sent (an invalid type, or text that is not valid UTF-8) is
 // rejected with an error and queued for nobody.
-func (h *Hub) Publish(m wsconn.Message) error {
-	switch m.Type {
-	case wsconn.Text:
-		if !utf8.Valid(m.Data) {
-			return errors.New("failed to publish: text is not valid UTF-8")
-		}
-	case wsconn.Binary:
-	default:
-		return fmt.Errorf("failed to publish: invalid message type %v", m.Type)
+//
+// PublishTo reaches this hub's subscribers only. A broker that links hubs
+// across processes (such as natsbroker) calls it to deliver messages that
+// arrive from other nodes, and applications publish through the broker.
+func (h *Hub) PublishTo(topic string, m wsconn.Message) error {
+	if err := CheckMessage(m); err != nil {
+		return fmt.Errorf("failed to publish: %w", err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs {
+	subs := h.topics[topic]
+	for s := range subs {
 		switch s.push(m, h.opts.Policy) {
 		case pushDropped:
 			h.dropped++
 		case pushEvicted:
 			h.evicted++
-			delete(h.subs, s)
+			h.removeLocked(s)
 		}
 	}
 	return nil
 }
 
-// Subscribe adds c to the hub and returns its subscriber: every message
-// published from now on is queued for it. The caller must then call Serve,
-// which writes the queue to c, or Unsubscribe.
+// CheckMessage reports why m cannot be sent on a WebSocket connection: an
+// invalid type, or text that is not valid UTF-8. It returns nil for a
+// sendable message. PublishTo applies it; brokers apply it to what they
+// receive from other nodes.
+func CheckMessage(m wsconn.Message) error {
+	switch m.Type {
+	case wsconn.Text:
+		if !utf8.Valid(m.Data) {
+			return errors.New("text is not valid UTF-8")
+		}
+	case wsconn.Binary:
+	default:
+		return fmt.Errorf("invalid message type %v", m.Type)
+	}
+	return nil
+}
+
+// removeLocked takes s out of its topic. Called with h.mu held.
+func (h *Hub) removeLocked(s *Subscriber) {
+	subs := h.topics[s.topic]
+	if _, ok := subs[s]; !ok {
+		return
+	}
+	delete(subs, s)
+	h.nsubs--
+	if len(subs) == 0 {
+		delete(h.topics, s.topic)
+	}
+}
+
+// Join records member as present in topic on this hub until the returned
+// leave function is called (leave is idempotent). A member joined twice is
+// present until both have left. Presence is separate from subscription:
+// the hub does not tie members to connections.
+func (h *Hub) Join(topic, member string) (leave func()) { return h.presence.Join(topic, member) }
+
+// Members returns who is present in topic on this hub, sorted, each once.
+func (h *Hub) Members(topic string) []string { return h.presence.Members(topic) }
+
+// Subscribe subscribes c to the default topic, "": it is SubscribeTo("", c).
+func (h *Hub) Subscribe(c *wsconn.Conn) *Subscriber { return h.SubscribeTo("", c) }
+
+// SubscribeTo adds c to the hub as a subscriber of topic and returns its
+// subscriber: every message published on topic from now on is queued for
+// it. The caller must then call Serve, which writes the queue to c, or
+// Unsubscribe. A connection that wants several topics subscribes once per
+// topic, and serves each subscriber.
 //
 // Subscribe and Serve are separate so that a caller can act between them
 // knowing c is already subscribed — for example publish "c joined", which c
 // then receives too. Hub.Serve does both at once.
-func (h *Hub) Subscribe(c *wsconn.Conn) *Subscriber {
+func (h *Hub) SubscribeTo(topic string, c *wsconn.Conn) *Subscriber {
 	s := &Subscriber{
 		hub:   h,
+		topic: topic,
 		conn:  c,
 		queue: make([]wsconn.Message, h.opts.QueueSize),
 		wake:  make(chan struct{}, 1),
@@ -152,12 +207,18 @@ func (h *Hub) Subscribe(c *wsconn.Conn) *Subscriber {
 	}
 	s.evicted, s.evict = context.WithCancel(context.Background())
 	h.mu.Lock()
-	h.subs[s] = struct{}{}
+	subs := h.topics[topic]
+	if subs == nil {
+		subs = map[*Subscriber]struct{}{}
+		h.topics[topic] = subs
+	}
+	subs[s] = struct{}{}
+	h.nsubs++
 	h.mu.Unlock()
 	return s
 }
 
-// Serve subscribes c and writes the hub's messages to it until the
+// Serve subscribes c to the default topic and writes the hub's messages to it until the
 // connection closes, ctx ends, or c is evicted; see Subscriber.Serve.
 func (h *Hub) Serve(ctx context.Context, c *wsconn.Conn) error {
 	return h.Subscribe(c).Serve(ctx)
@@ -165,8 +226,9 @@ func (h *Hub) Serve(ctx context.Context, c *wsconn.Conn) error {
 
 // Subscriber is one connection's subscription to a hub.
 type Subscriber struct {
-	hub  *Hub
-	conn *wsconn.Conn
+	hub   *Hub
+	topic string
+	conn  *wsconn.Conn
 
 	mu      sync.Mutex // guards the fields below; never held during I/O
 	queue   []wsconn.Message
@@ -186,6 +248,9 @@ type Subscriber struct {
 
 // Conn returns the subscriber's connection.
 func (s *Subscriber) Conn() *wsconn.Conn { return s.conn }
+
+// Topic returns the topic s is subscribed to.
+func (s *Subscriber) Topic() string { return s.topic }
 
 type pushResult int
 
@@ -259,7 +324,7 @@ func (s *Subscriber) Unsubscribe() {
 		return
 	}
 	s.discardLocked()
-	delete(h.subs, s)
+	h.removeLocked(s)
 	close(s.unsub)
 }
 
