@@ -7,8 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"testing"
 	"time"
+
+	"github.com/wsnursery/wsnursery/internal/wstest"
 )
 
 // RequireEnv is the environment variable that turns a missing peer from a
@@ -17,7 +18,7 @@ const RequireEnv = "WSNURSERY_REQUIRE_PEERS"
 
 // Need stops t when err reports a missing peer: t is skipped, or failed when
 // RequireEnv is "1". It does nothing when err is nil.
-func Need(t testing.TB, err error) {
+func Need(t wstest.TB, err error) {
 	t.Helper()
 	if err == nil {
 		return

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,8 +14,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/wsnursery/wsnursery/internal/wstest"
 )
 
 // Timeout bounds every wait in the helpers.
@@ -31,20 +31,20 @@ var (
 // Build compiles the main package in the directory dir (relative to the
 // test's working directory) once per test binary, and returns the path of
 // the executable. Call Cleanup when the tests are over.
-func Build(t testing.TB, dir string) string {
+func Build(t wstest.TB, dir string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if bin, ok := built[abs]; ok {
 		return bin
 	}
 	if buildDir == "" {
 		if buildDir, err = os.MkdirTemp("", "wsnursery-examples-"); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
 	}
 	bin := filepath.Join(buildDir, filepath.Base(abs))
@@ -118,7 +118,7 @@ func (s *stream) copyFrom(r io.Reader) {
 // one end of os.Pipe) to keep stdin open: with any other io.Reader, the
 // process is not considered exited before the reader is at its end. The
 // process is killed at the end of the test if it is still running.
-func Start(t testing.TB, stdin io.Reader, bin string, args ...string) *Proc {
+func Start(t wstest.TB, stdin io.Reader, bin string, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.stdout.changed = make(chan struct{})
@@ -126,14 +126,14 @@ func Start(t testing.TB, stdin io.Reader, bin string, args ...string) *Proc {
 	p.cmd.Stdin = stdin
 	outPipe, err := p.cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	errPipe, err := p.cmd.StderrPipe()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	go func() {
 		var wg sync.WaitGroup
@@ -164,19 +164,19 @@ func (p *Proc) Stderr() string { return p.stderr.String() }
 
 // WaitStdout waits until stdout matches re and returns the submatches, or
 // fails the test after Timeout.
-func (p *Proc) WaitStdout(t testing.TB, re *regexp.Regexp) []string {
+func (p *Proc) WaitStdout(t wstest.TB, re *regexp.Regexp) []string {
 	t.Helper()
 	return p.wait(t, &p.stdout, "stdout", re)
 }
 
 // WaitStderr waits until stderr matches re and returns the submatches, or
 // fails the test after Timeout.
-func (p *Proc) WaitStderr(t testing.TB, re *regexp.Regexp) []string {
+func (p *Proc) WaitStderr(t wstest.TB, re *regexp.Regexp) []string {
 	t.Helper()
 	return p.wait(t, &p.stderr, "stderr", re)
 }
 
-func (p *Proc) wait(t testing.TB, s *stream, name string, re *regexp.Regexp) []string {
+func (p *Proc) wait(t wstest.TB, s *stream, name string, re *regexp.Regexp) []string {
 	t.Helper()
 	timer := time.NewTimer(Timeout)
 	defer timer.Stop()
@@ -202,16 +202,16 @@ func (p *Proc) wait(t testing.TB, s *stream, name string, re *regexp.Regexp) []s
 }
 
 // Signal sends sig to the process.
-func (p *Proc) Signal(t testing.TB, sig syscall.Signal) {
+func (p *Proc) Signal(t wstest.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 }
 
 // Wait waits for the process to exit and returns its exit code, or fails
 // the test after Timeout.
-func (p *Proc) Wait(t testing.TB) int {
+func (p *Proc) Wait(t wstest.TB) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -225,7 +225,7 @@ func (p *Proc) Wait(t testing.TB) int {
 	case errors.As(p.err, &ee):
 		return ee.ExitCode()
 	}
-	t.Fatal(fmt.Errorf("process failed: %w", p.err))
+	t.Fatalf("process failed: %v", p.err)
 	return -1
 }
 
@@ -233,7 +233,7 @@ var listeningRE = regexp.MustCompile(`msg=listening url=(\S+)`)
 
 // StartServer runs the example server binary on a free port of 127.0.0.1
 // with the extra args and returns the process and the URL it serves.
-func StartServer(t testing.TB, bin string, args ...string) (*Proc, string) {
+func StartServer(t wstest.TB, bin string, args ...string) (*Proc, string) {
 	t.Helper()
 	p := Start(t, nil, bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	return p, p.WaitStderr(t, listeningRE)[1]
