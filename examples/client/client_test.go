@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsnursery/wsnursery/examples/internal/extest"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -222,16 +221,16 @@ func TestTLS(t *testing.T) {
 // -proxy.
 func TestHeadersAndProxy(t *testing.T) {
 	url := startHeaderServer(t)
-	proxy := startProxy(t)
+	proxy := wstest.StartProxy(t, nil)
 	stdout, stderr, code := runClient(t, "wait\n",
 		"-header", "X-Demo: one", "-header", "x-demo:two", "-origin", "http://origin.test",
-		"-proxy", "http://"+proxy.addr, url)
+		"-proxy", "http://"+proxy.Addr, url)
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 	}
 	matchLines(t, "stdout", stdout, regexp.QuoteMeta(`< X-Demo=[one two] Origin=[http://origin.test]`))
-	if got, want := proxy.target(), strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/"); got != want {
-		t.Fatalf("proxy CONNECT target = %q, want %q", got, want)
+	if got, want := proxy.Targets(), strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/"); len(got) != 1 || got[0] != want {
+		t.Fatalf("proxy CONNECT targets = %q, want [%s]", got, want)
 	}
 }
 
@@ -289,112 +288,10 @@ func startStallingServer(t *testing.T) string {
 
 func startServer(t *testing.T, h wsconn.Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := wsconn.NewServer(h, &wsconn.ServerOptions{
+	return wstest.Serve(t, nil, h, &wsconn.ServerOptions{
 		CheckOrigin:       func(*http.Request) bool { return true },
 		DisconnectTimeout: time.Second,
-	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ctx, ln)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return "ws://" + ln.Addr().String() + "/"
-}
-
-// testProxy is an HTTP CONNECT proxy for 127.0.0.1 that records where it
-// was asked to connect.
-type testProxy struct {
-	addr string
-	mu   sync.Mutex
-	host string
-}
-
-func (p *testProxy) target() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.host
-}
-
-func startProxy(t *testing.T) *testProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testProxy{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		defer mu.Unlock()
-		conns = append(conns, c)
-	}
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			track(c)
-			wg.Go(func() { p.serve(c, track) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return p
-}
-
-func (p *testProxy) serve(c net.Conn, track func(net.Conn)) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	req, err := http.ReadRequest(br)
-	if err != nil || req.Method != http.MethodConnect {
-		return
-	}
-	p.mu.Lock()
-	p.host = req.Host
-	p.mu.Unlock()
-	host, _, err := net.SplitHostPort(req.Host)
-	if err != nil || host != "127.0.0.1" { // loopback only
-		io.WriteString(c, "HTTP/1.1 403 Forbidden\r\n\r\n")
-		return
-	}
-	up, err := net.Dial("tcp", req.Host)
-	if err != nil {
-		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\n\r\n")
-		return
-	}
-	track(up)
-	defer up.Close()
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, br)
-		up.Close()
-		close(done)
-	}()
-	io.Copy(c, up)
-	c.Close()
-	<-done
+	}).URL
 }
 
 // pipe returns an OS pipe, so that the client reads stdin directly (exec

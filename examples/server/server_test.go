@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
 	"os"
 	"regexp"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsnursery/wsnursery/examples/internal/extest"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -23,24 +23,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.Cleanup(extest.Cle
 
 func dial(t *testing.T, url string, opts *wsconn.DialOptions) *wsconn.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), extest.Timeout)
-	defer cancel()
-	c, err := wsconn.Dial(ctx, url, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), extest.Timeout)
-		defer cancel()
-		c.Close(ctx, wsconn.StatusNormalClosure, "")
-	})
-	return c
+	return wstest.Dial(t, context.Background(), url, opts)
 }
 
 func echo(t *testing.T, c *wsconn.Conn, m wsconn.Message) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), extest.Timeout)
-	defer cancel()
+	ctx := wstest.Context(t, 0)
 	if err := c.Send(ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -57,18 +45,7 @@ func echo(t *testing.T, c *wsconn.Conn, m wsconn.Message) {
 // returns the reason.
 func receiveClosed(t *testing.T, c *wsconn.Conn) wsconn.CloseReason {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), extest.Timeout)
-	defer cancel()
-	for {
-		_, err := c.Receive(ctx)
-		var closed *wsconn.ConnectionClosedError
-		switch {
-		case errors.As(err, &closed):
-			return closed.Reason
-		case err != nil:
-			t.Fatalf("Receive: %v, want a *ConnectionClosedError", err)
-		}
-	}
+	return wstest.ReceiveClose(t, wstest.Context(t, 0), c)
 }
 
 // TestGracefulShutdown: SIGTERM or SIGINT closes every client with 1001

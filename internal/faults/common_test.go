@@ -6,11 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/wsnursery/wsnursery/internal/faults"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -56,25 +56,7 @@ func closed1006(err error) error {
 // startServer serves h on 127.0.0.1 until t ends and returns its address.
 func startServer(t *testing.T, h wsconn.Handler, opts *wsconn.ServerOptions) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- wsconn.NewServer(h, opts).Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-served:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return")
-		}
-	})
-	return ln.Addr().String()
+	return wstest.Serve(t, nil, h, opts).Addr
 }
 
 // startProxy puts a faults.Proxy in front of addr until t ends.
@@ -112,13 +94,8 @@ type result struct {
 	err error
 }
 
+// waitResult waits up to d for the server handler's result.
 func waitResult(t *testing.T, ch <-chan result, d time.Duration) result {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(d):
-		t.Fatal("server handler did not finish")
-	}
-	panic("unreachable")
+	return wstest.Recv(t, wstest.Context(t, d), ch)
 }

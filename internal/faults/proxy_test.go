@@ -10,27 +10,13 @@ import (
 	"time"
 
 	"github.com/wsnursery/wsnursery/internal/faults"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 )
 
 // rawEcho is a TCP echo server on 127.0.0.1 for proxy tests.
 func rawEcho(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
+	return wstest.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // dialThrough connects to the proxy and checks that a byte makes the round

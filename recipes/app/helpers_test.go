@@ -1,8 +1,6 @@
 package app_test
 
 import (
-	"context"
-	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -11,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsnursery/wsnursery/internal/pipenet"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -33,24 +32,15 @@ func (l *pipeListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// serve runs a wsconn.Server on ln until stop is called, which checks how
-// Serve ended.
+// serve runs a wsconn.Server on ln until stop is called (or the test
+// ends), which checks how Serve ended.
 func serve(t *testing.T, ln net.Listener, h wsconn.Handler, opts *wsconn.ServerOptions) (stop func()) {
 	t.Helper()
 	if opts == nil {
 		opts = &wsconn.ServerOptions{}
 	}
 	opts.DisconnectTimeout = 5 * time.Second
-	srv := wsconn.NewServer(h, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	return func() {
-		cancel()
-		if err := <-served; !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve = %v, want context.Canceled", err)
-		}
-	}
+	return wstest.Serve(t, ln, h, opts).Stop
 }
 
 // pipeOptions dial ln.
@@ -61,10 +51,7 @@ func pipeOptions(ln *pipeListener) *wsconn.DialOptions {
 // listen returns a TCP listener on 127.0.0.1 and its ws:// URL.
 func listen(t *testing.T) (net.Listener, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := wstest.Listen(t)
 	return ln, "ws://" + ln.Addr().String() + "/"
 }
 

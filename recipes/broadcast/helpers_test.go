@@ -2,7 +2,6 @@ package broadcast_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strconv"
 	"syscall"
@@ -11,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -20,12 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testTimeout bounds every wait in this package's tests.
 const testTimeout = 20 * time.Second
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t *testing.T) context.Context { return wstest.Context(t, testTimeout) }
 
 // smallSendBuf shrinks the kernel send buffer of each accepted connection,
 // so that a peer that stops reading stalls the server's writes after a few
@@ -46,11 +41,7 @@ func (l smallSendBuf) Accept() (net.Conn, error) {
 // client's Close; the handler returns once both have returned.
 func startServer(t *testing.T, handle func(ctx context.Context, c *wsconn.Conn) error) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+	return wstest.Serve(t, smallSendBuf{wstest.Listen(t)}, func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
 			return err
@@ -63,32 +54,13 @@ func startServer(t *testing.T, handle func(ctx context.Context, c *wsconn.Conn) 
 				}
 			}
 		})
-	}, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, smallSendBuf{ln}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve returned %v, want context.Canceled", err)
-		}
-	})
-	return "ws://" + ln.Addr().String() + "/"
+	}, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second}).URL
 }
 
 // dial connects a client that is closed when the test ends.
 func dial(t *testing.T, ctx context.Context, url string, opts *wsconn.DialOptions) *wsconn.Conn {
 	t.Helper()
-	c, err := wsconn.Dial(ctx, url, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.Close(cctx, wsconn.StatusNormalClosure, "")
-	})
-	return c
+	return wstest.Dial(t, ctx, url, opts)
 }
 
 // slowClientOptions give a client a tiny kernel receive buffer: while it
@@ -157,11 +129,5 @@ func text(s string) wsconn.Message { return wsconn.Message{Type: wsconn.Text, Da
 // recv waits for a value from ch, bounded by ctx.
 func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-ctx.Done():
-		t.Fatalf("timed out waiting: %v", ctx.Err())
-		panic("unreachable")
-	}
+	return wstest.Recv(t, ctx, ch)
 }

@@ -9,26 +9,19 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsnursery/wsnursery/internal/pipenet"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // pipeServer runs a wsconn.Server on an in-memory listener, for use inside
-// a synctest bubble. stop shuts it down and checks how Serve ended.
+// a synctest bubble. stop shuts it down and checks how Serve ended; the end
+// of the test does too.
 func pipeServer(t *testing.T, h wsconn.Handler) (ln *pipenet.Listener, stop func()) {
 	t.Helper()
 	ln = pipenet.Listen()
-	srv := wsconn.NewServer(h, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	return ln, func() {
-		cancel()
-		if err := <-served; !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve = %v, want context.Canceled", err)
-		}
-	}
+	return ln, wstest.Serve(t, ln, h, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second}).Stop
 }
 
 // dialPipe returns an Options.Dial that dials ln, failing instead for the
