@@ -37,6 +37,14 @@ type AcceptOptions struct {
 	Header http.Header
 	// OnPing and OnPong: see DialOptions.
 	OnPing, OnPong func(payload []byte)
+	// Compression, CompressionLevel and CompressionThreshold: see
+	// DialOptions; a zero field takes the ServerOptions field. With
+	// compression on, the server accepts the client's first
+	// permessage-deflate offer it can honour (Conn.Compression says
+	// whether there was one).
+	Compression          CompressionMode
+	CompressionLevel     int
+	CompressionThreshold int
 }
 
 var errDecided = errors.New("handshake already accepted or rejected")
@@ -49,6 +57,10 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 	}
 	if opts.Subprotocol != "" && !slices.Contains(r.Subprotocols, opts.Subprotocol) {
 		return nil, fmt.Errorf("failed to accept: subprotocol %q was not offered by the client", opts.Subprotocol)
+	}
+	comp, err := r.srv.compression(opts)
+	if err != nil {
+		return nil, fmt.Errorf("failed to accept: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("failed to accept: %w", err)
@@ -66,13 +78,27 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 		}
 		header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
 	}
-	gw := &guardedWriter{ResponseWriter: r.w, maxMessage: r.srv.cfg.maxMessageSize}
-	ws, err := r.srv.upgrader.Upgrade(gw, r.HTTPRequest, header)
+	upgrader, hr := &r.srv.upgrader, r.HTTPRequest
+	if comp.mode != CompressionDisabled && negotiateDeflate(hr.Header.Values("Sec-WebSocket-Extensions")) {
+		// gorilla accepts any offer, ignoring its parameters: it sees only
+		// the one we accepted.
+		u := *upgrader
+		u.EnableCompression = true
+		upgrader = &u
+		hr = hr.WithContext(hr.Context())
+		hr.Header = hr.Header.Clone()
+		hr.Header.Set("Sec-WebSocket-Extensions", deflateName)
+	} else {
+		comp.mode = CompressionDisabled
+	}
+	gw := &guardedWriter{ResponseWriter: r.w, maxMessage: r.srv.cfg.maxMessageSize, deflate: comp.mode != CompressionDisabled}
+	ws, err := upgrader.Upgrade(gw, hr, header)
 	if err != nil {
 		return nil, fmt.Errorf("failed to accept: %w", err)
 	}
 	cfg := r.srv.cfg
 	cfg.onPing, cfg.onPong = opts.OnPing, opts.OnPong
+	cfg.compress = comp
 	c := newConn(ws, gw.guard, false, cfg, r.Path, opts.Subprotocol, header)
 	r.conn = c
 	c.afterDone(func() { r.cancel(c.closedErr()) })

@@ -42,6 +42,7 @@ type connConfig struct {
 	queueSize         int
 	log               *slog.Logger
 	onPing, onPong    func(payload []byte)
+	compress          compression // what the handshake negotiated
 }
 
 func newConnConfig(disconnect time.Duration, maxSize int64, queue int, log *slog.Logger) connConfig {
@@ -117,6 +118,9 @@ func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig,
 	ws.SetCloseHandler(c.handleClose)
 	ws.SetPingHandler(c.handlePing)
 	ws.SetPongHandler(c.handlePong)
+	if cfg.compress.mode != CompressionDisabled {
+		ws.SetCompressionLevel(cfg.compress.level) // checked by newCompression
+	}
 	if c.cfg.log != nil {
 		c.cfg.log = c.cfg.log.With("side", c.side(), "remote", ws.RemoteAddr().String())
 	}
@@ -140,6 +144,10 @@ func (c *Conn) trace(msg string, args ...any) {
 
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// Compression returns the compression the opening handshake negotiated:
+// CompressionDisabled unless both sides asked for it.
+func (c *Conn) Compression() CompressionMode { return c.cfg.compress.mode }
 
 // Path returns the request target of the opening handshake: path and query,
 // percent-encoding kept as sent.

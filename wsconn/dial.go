@@ -53,6 +53,16 @@ type DialOptions struct {
 	// they are answered) and the pongs it sends. They run on the
 	// connection's reader goroutine and must not block.
 	OnPing, OnPong func(payload []byte)
+	// Compression, when not CompressionDisabled, offers permessage-deflate
+	// (RFC 7692); Conn.Compression says whether the server accepted it.
+	Compression CompressionMode
+	// CompressionLevel is the compress/flate level of the messages sent
+	// compressed: -2 (Huffman only) to 9. 0 means DefaultCompressionLevel.
+	CompressionLevel int
+	// CompressionThreshold: data messages shorter than this many bytes go
+	// out uncompressed. 0 means DefaultCompressionThreshold (512); negative
+	// means every message is compressed.
+	CompressionThreshold int
 }
 
 // Dial opens a client connection to a ws:// or wss:// URL.
@@ -92,6 +102,11 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	}
 	cfg := newConnConfig(opts.DisconnectTimeout, opts.MaxMessageSize, opts.MessageQueueSize, opts.Logger)
 	cfg.onPing, cfg.onPong = opts.OnPing, opts.OnPong
+	comp, err := newCompression(opts.Compression, opts.CompressionLevel, opts.CompressionThreshold)
+	if err != nil {
+		return nil, fmt.Errorf("failed to dial %s: %w", rawURL, err)
+	}
+	deflate := comp.mode != CompressionDisabled // offered
 
 	connectTimeout := opts.ConnectTimeout
 	if connectTimeout <= 0 {
@@ -146,6 +161,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		}
 		raw = c
 		guard = newFrameGuard(c, state, cfg.maxMessageSize)
+		guard.deflate = deflate
 		return guard, nil
 	}
 	d := websocket.Dialer{
@@ -154,6 +170,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		ReadBufferSize:  readBufferSize,
 		WriteBufferSize: clientWriteBufferSize,
 		WriteBufferPool: writeBufferPool,
+		// gorilla offers deflateResponse and requires both parameters back;
+		// checkResponse checks the rest.
+		EnableCompression: deflate,
 	}
 	switch {
 	case proxyURL != nil:
@@ -188,6 +207,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 			mu.Lock()
 			defer mu.Unlock()
 			guard = newFrameGuard(tc, guardHTTP, cfg.maxMessageSize)
+			guard.deflate = deflate
 			return guard, nil
 		}
 	}
@@ -204,9 +224,13 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		return nil, dialError(ctx, dctx, rawURL, resp, err)
 	}
 	sub := resp.Header.Get("Sec-WebSocket-Protocol")
-	if err := checkResponse(resp, sub, opts.Subprotocols); err != nil {
+	negotiated, err := checkResponse(resp, sub, opts.Subprotocols, deflate)
+	if err != nil {
 		ws.NetConn().Close()
 		return nil, fmt.Errorf("failed to dial %s: %w", rawURL, err)
+	}
+	if negotiated {
+		cfg.compress = comp
 	}
 	mu.Lock()
 	g := guard
@@ -226,16 +250,15 @@ func resolveProxy(proxy func(*http.Request) (*url.URL, error), u *url.URL) (*url
 	return proxy(&http.Request{Method: http.MethodGet, URL: &hu, Header: http.Header{}, Host: u.Host})
 }
 
-// checkResponse closes the gaps gorilla's Dialer leaves (RFC 6455 §4.1): the
-// server may not pick a subprotocol or extension the client never offered.
-func checkResponse(resp *http.Response, sub string, offered []string) error {
+// checkResponse closes the gaps gorilla's Dialer leaves (RFC 6455 §4.1,
+// RFC 7692 §7.1): the server may not pick a subprotocol or extension the
+// client never offered, nor answer an offer with parameters it did not
+// make. It reports whether permessage-deflate was negotiated.
+func checkResponse(resp *http.Response, sub string, offered []string, deflate bool) (bool, error) {
 	if sub != "" && !slices.Contains(offered, sub) {
-		return fmt.Errorf("%w: server chose subprotocol %q that was not offered", ErrHandshake, sub)
+		return false, fmt.Errorf("%w: server chose subprotocol %q that was not offered", ErrHandshake, sub)
 	}
-	if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
-		return fmt.Errorf("%w: server chose extensions %q that were not offered", ErrHandshake, strings.Join(ext, ", "))
-	}
-	return nil
+	return checkDeflateResponse(resp.Header.Values("Sec-WebSocket-Extensions"), deflate)
 }
 
 func dialError(ctx, dctx context.Context, rawURL string, resp *http.Response, err error) error {

@@ -27,6 +27,8 @@ type frameGuard struct {
 	server      bool   // frames must be masked
 	inMessage   bool   // a fragmented data message is open
 	messageLen  uint64 // declared length of the data message so far
+	deflate     bool   // permessage-deflate offered (client) or accepted (server)
+	compressed  bool   // the current data message has RSV1 set
 
 	state     int
 	tail      uint32 // last four bytes, while skipping the HTTP response
@@ -202,7 +204,19 @@ func (g *frameGuard) startPayload() error {
 		copy(g.mask[:], g.hdr[ext:ext+4])
 	}
 	op, fin := g.hdr[0]&0x0f, g.hdr[0]&0x80 != 0
-	valid := g.hdr[0]&0x70 == 0 && g.masked == g.server && n>>63 == 0
+	rsv := g.hdr[0] & 0x70
+	if g.deflate && rsv&0x40 != 0 {
+		// RFC 7692 §6: RSV1 marks a compressed message on its first frame
+		// only. gorilla, once compression is negotiated, would let it pass
+		// on a control or continuation frame.
+		switch {
+		case op == 1 || op == 2:
+			rsv &^= 0x40
+		case op == 0 || op >= 8 && op <= 10:
+			return &guardError{StatusProtocolError, "RSV1 set on a control or continuation frame"}
+		}
+	}
+	valid := rsv == 0 && g.masked == g.server && n>>63 == 0
 	switch {
 	case op == 0:
 		valid = valid && g.inMessage
@@ -221,13 +235,20 @@ func (g *frameGuard) startPayload() error {
 	}
 	// Fail a message as soon as its headers announce more than the limit,
 	// rather than after the bytes arrive.
+	// A compressed message is held to what its inflated limit can deflate
+	// to; its inflated length is checked as the reader inflates it.
 	if op <= 2 {
 		if op != 0 {
 			g.messageLen = 0
+			g.compressed = g.hdr[0]&0x40 != 0
 		}
 		g.messageLen += n
 		g.inMessage = !fin
-		if g.maxMessage >= 0 && g.messageLen > uint64(g.maxMessage) {
+		limit := g.maxMessage
+		if g.compressed && limit >= 0 {
+			limit = maxDeflated(limit)
+		}
+		if limit >= 0 && g.messageLen > uint64(limit) {
 			return &guardError{StatusMessageTooBig, tooBigReason(g.maxMessage)}
 		}
 	}
@@ -257,6 +278,7 @@ func checkClosePayload(p []byte) error {
 type guardedWriter struct {
 	http.ResponseWriter
 	maxMessage int64
+	deflate    bool
 	guard      *frameGuard
 }
 
@@ -266,5 +288,6 @@ func (w *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.guard = newFrameGuard(c, guardHeader, w.maxMessage)
+	w.guard.deflate = w.deflate
 	return w.guard, brw, nil
 }

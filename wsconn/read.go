@@ -80,6 +80,10 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			if errors.Is(err, errTooBig) {
 				c.fail(StatusMessageTooBig, tooBigReason(c.cfg.maxMessageSize))
+			} else if c.cfg.compress.mode != CompressionDisabled && isInflateError(err) {
+				// The frames were well formed; what they carry is not
+				// valid deflate data, as with bad UTF-8 in a text message.
+				c.fail(StatusInvalidFramePayloadData, "invalid compressed data: "+err.Error())
 			} else {
 				c.readFailed(err)
 			}
@@ -108,7 +112,10 @@ func tooBigReason(limit int64) string {
 }
 
 // readMessage reads one message, enforcing the size limit (inclusive) as
-// bytes arrive so that an oversized message is never buffered whole.
+// bytes arrive so that an oversized message is never buffered whole. For a
+// compressed message r inflates, so the limit counts inflated bytes as they
+// are produced: the buffer never grows past limit+1 bytes, whatever the
+// message would inflate to.
 func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 	bp := readBufs.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -121,7 +128,7 @@ func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 	}()
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			buf = growBuf(buf, limit)
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -138,6 +145,19 @@ func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 	out := make([]byte, len(buf))
 	copy(out, buf)
 	return out, nil
+}
+
+// growBuf doubles a full read buffer, but to no more than limit+1 bytes
+// (one more than the limit, to see that it is exceeded); readMessage calls
+// it only while len(buf) <= limit.
+func growBuf(buf []byte, limit int64) []byte {
+	n := max(2*cap(buf), 4096)
+	if limit >= 0 && int64(n) > limit+1 {
+		n = int(limit + 1)
+	}
+	grown := make([]byte, len(buf), n)
+	copy(grown, buf)
+	return grown
 }
 
 // readFailed classifies the error that ended the reader.

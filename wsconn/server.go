@@ -50,6 +50,11 @@ type ServerOptions struct {
 	// Logger receives handler failures (error level) and, at debug level,
 	// handshakes, frames and closes.
 	Logger *slog.Logger
+	// Compression, CompressionLevel and CompressionThreshold are the
+	// defaults of the AcceptOptions fields of the same names.
+	Compression          CompressionMode
+	CompressionLevel     int
+	CompressionThreshold int
 }
 
 // Server runs a Handler for each WebSocket handshake it receives, through
@@ -98,6 +103,21 @@ func NewServer(h Handler, opts *ServerOptions) *Server {
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	return s
+}
+
+// compression merges an Accept's compression options with the server's.
+func (s *Server) compression(opts *AcceptOptions) (compression, error) {
+	mode, level, threshold := s.opts.Compression, s.opts.CompressionLevel, s.opts.CompressionThreshold
+	if opts.Compression != CompressionDisabled {
+		mode = opts.Compression
+	}
+	if opts.CompressionLevel != 0 {
+		level = opts.CompressionLevel
+	}
+	if opts.CompressionThreshold != 0 {
+		threshold = opts.CompressionThreshold
+	}
+	return newCompression(mode, level, threshold)
 }
 
 // Serve accepts connections on ln until ctx is cancelled, Shutdown is

@@ -98,6 +98,10 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 }
 
 func (c *Conn) writeMessage(typ MessageType, data []byte) error {
+	if c.cfg.compress.mode != CompressionDisabled {
+		// Per message: below the threshold a message goes out with RSV1 clear.
+		c.ws.EnableWriteCompression(c.cfg.compress.compresses(len(data)))
+	}
 	// On the server gorilla writes any message as one frame with no
 	// allocation; on the client it frames by the (pooled) write buffer.
 	return c.ws.WriteMessage(int(typ), data)
