@@ -45,6 +45,48 @@
 // 64 KiB buffers, so a message up to that size is one frame; servers reuse
 // the buffers of the hijacked HTTP connection.
 //
+// # Compression
+//
+// With Compression set to CompressionNoContextTakeover (DialOptions,
+// AcceptOptions, or ServerOptions as the server's default) a connection
+// negotiates permessage-deflate (RFC 7692) with server_no_context_takeover
+// and client_no_context_takeover; Conn.Compression reports the outcome. A
+// client offers exactly that and fails the handshake (ErrHandshake) when
+// the response names anything else, omits either parameter or adds one it
+// did not offer (only server_max_window_bits, which limits the server's
+// own window, is allowed). A server accepts the first offer it can honour
+// and declines the rest: offers with unknown or malformed parameters, and
+// offers with server_max_window_bits, since compress/flate always deflates
+// with a 32 KiB window and gorilla's fixed response cannot echo the
+// parameter; client_max_window_bits is accepted (any window inflates).
+//
+// Data messages shorter than CompressionThreshold (default 512 bytes) go
+// out uncompressed, with RSV1 clear; the others are deflated at
+// CompressionLevel (default flate.BestSpeed). Control frames are never
+// compressed.
+//
+// MaxMessageSize counts inflated bytes, checked as they are produced: a
+// small frame that would inflate to gigabytes fails with 1009 while the
+// reader holds at most MaxMessageSize+1 bytes of message (plus the ~40 KiB
+// of a pooled flate reader); the buffers grown on the way to that sum to
+// under twice the limit. A compressed message's frame lengths are held to
+// what the limit can deflate to (MaxMessageSize + 1/512 + 1 KiB), so that
+// incompressible data, which deflate expands a little, is not refused.
+// RSV1 on a control or continuation frame, or when compression was not
+// negotiated, fails the connection with 1002. Deflate data that does not
+// inflate fails it with 1007: the frames were well formed, their payload
+// is not what the negotiated extension says it is, which is how 1007
+// (invalid frame payload data) also answers bad UTF-8.
+//
+// Context takeover (a deflate window kept from message to message) is not
+// offered: gorilla's frame path supports only no-context-takeover. It is
+// also the sane default for servers with many connections: takeover keeps
+// a flate window per connection and direction, at least 32 KiB to inflate
+// and some hundreds of KiB of deflate state, even while the connection is
+// idle. Without it both are pooled and held only while a message is
+// compressed or inflated, so an idle compressed connection costs no more
+// than an uncompressed one.
+//
 // Open and the Server's Handler scope a connection: their function's
 // context is cancelled, with the *ConnectionClosedError as cause, as soon as
 // the connection closes, and the connection is closed when the function

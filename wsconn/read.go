@@ -152,7 +152,7 @@ func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
 // it only while len(buf) <= limit.
 func growBuf(buf []byte, limit int64) []byte {
 	n := max(2*cap(buf), 4096)
-	if limit >= 0 && int64(n) > limit+1 {
+	if limit >= 0 && int64(n) >= limit {
 		n = int(limit + 1)
 	}
 	grown := make([]byte, len(buf), n)
