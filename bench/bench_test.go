@@ -295,3 +295,49 @@ func BenchmarkHeartbeat10k(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkManyConns: 1,000 connections, each a closed loop of 16 B
+// echoes on its own goroutine, measured over 1 s: round trips per second
+// and CPU (user + system, both processes) per round trip. One measurement,
+// whatever b.N.
+func BenchmarkManyConns(b *testing.B) {
+	s := startServer(b)
+	for _, lib := range wsbench.Libs() {
+		b.Run(lib.Name, func(b *testing.B) {
+			r, err := wsbench.ManyEcho(benchCtx(b), s.p, lib, 1000, 16, 250*time.Millisecond, time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.Rate(), "msgs/s")
+			b.ReportMetric(float64(r.CPUPerMsg().Nanoseconds()), "cpu-ns/msg")
+		})
+	}
+}
+
+// BenchmarkFanout: one publish to 10,000 subscribers, through
+// recipes/broadcast (fanout-broadcast) and through a hub written as
+// gorilla's chat example is (fanout-chat): time until the last subscriber
+// has it, and deliveries per second with a few publishes in flight. One
+// measurement, whatever b.N.
+func BenchmarkFanout(b *testing.B) {
+	limit, err := wsbench.RaiseFDLimit()
+	if err != nil {
+		b.Logf("open-file limit: %v", err)
+	}
+	const subs = 10000
+	if limit < subs+1000 {
+		b.Skipf("open-file limit %d too low for %d subscribers", limit, subs)
+	}
+	s := startServer(b)
+	for _, hub := range wsbench.FanoutHubs() {
+		b.Run(hub, func(b *testing.B) {
+			r, err := wsbench.Fanout(benchCtx(b), s.p, hub, subs, 30, 2*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(wsbench.Percentile(r.Latency, 0.5).Nanoseconds()), "last-p50-ns")
+			b.ReportMetric(float64(wsbench.Percentile(r.Latency, 0.99).Nanoseconds()), "last-p99-ns")
+			b.ReportMetric(r.Rate(), "deliveries/s")
+		})
+	}
+}

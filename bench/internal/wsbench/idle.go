@@ -191,7 +191,7 @@ func idleMain() error {
 	before := ReadStats(true)
 	ctx, cancel := context.WithTimeout(context.Background(), maxChildLife)
 	defer cancel()
-	clients, err := dialMany(ctx, lib[0], addr, n)
+	clients, err := dialMany(ctx, lib[0], DialConfig{Addr: addr, Path: "/echo", Reader: true}, n)
 	if err != nil {
 		return out.Encode(idleConnected{Err: err.Error()})
 	}
@@ -247,7 +247,7 @@ func idleMain() error {
 }
 
 // dialMany opens n clients with a few dialers at a time.
-func dialMany(ctx context.Context, lib Lib, addr string, n int) ([]Client, error) {
+func dialMany(ctx context.Context, lib Lib, cfg DialConfig, n int) ([]Client, error) {
 	clients := make([]Client, n)
 	errs := make(chan error, 1)
 	var (
@@ -258,7 +258,7 @@ func dialMany(ctx context.Context, lib Lib, addr string, n int) ([]Client, error
 		wg.Go(func() {
 			for i := range next {
 				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				c, err := Dial(dctx, lib, DialConfig{Addr: addr, Path: "/echo", Reader: true})
+				c, err := Dial(dctx, lib, cfg)
 				cancel()
 				if err != nil {
 					select {

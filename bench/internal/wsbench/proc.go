@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 )
 
@@ -24,6 +25,9 @@ const (
 	// profile to; ServerMemProfileEnv one for an allocation profile.
 	ServerCPUProfileEnv = "WSBENCH_SERVER_CPUPROFILE"
 	ServerMemProfileEnv = "WSBENCH_SERVER_MEMPROFILE"
+	// ServerTraceEnv names a file the server process writes an execution
+	// trace to (runtime/trace), for `go tool trace`.
+	ServerTraceEnv = "WSBENCH_SERVER_TRACE"
 
 	roleServer = "server"
 	roleIdle   = "idle"
@@ -67,6 +71,16 @@ func serverMain() error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if path := os.Getenv(ServerTraceEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	s, err := StartServers(AllLibs())
 	if err != nil {

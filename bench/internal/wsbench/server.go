@@ -96,6 +96,10 @@ func StartServers(libs []Lib) (*Servers, error) {
 			return nil, err
 		}
 	}
+	if err := s.startFanout(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := ReadStats(r.URL.Query().Get("gc") == "1")

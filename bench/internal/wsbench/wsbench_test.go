@@ -117,3 +117,44 @@ func TestMeasureIdle(t *testing.T) {
 		t.Errorf("ping p50 %v, p99 %v", r.PingP50, r.PingP99)
 	}
 }
+
+// TestManyEcho runs the many-connection echo end to end, small, against a
+// server process, for every library of the table.
+func TestManyEcho(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := wsbench.StartServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	for _, lib := range wsbench.Libs() {
+		r, err := wsbench.ManyEcho(ctx, srv, lib, 8, 16, 10*time.Millisecond, 50*time.Millisecond)
+		if err != nil {
+			t.Fatalf("%s: %v", lib.Name, err)
+		}
+		if r.Msgs <= 0 || r.Rate() <= 0 || r.ClientCPU <= 0 || r.CPUPerMsg() <= 0 {
+			t.Errorf("%s: %+v", lib.Name, r)
+		}
+	}
+}
+
+// TestFanout runs the fan-out measurement end to end, small, for both hubs.
+func TestFanout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := wsbench.StartServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	for _, hub := range wsbench.FanoutHubs() {
+		r, err := wsbench.Fanout(ctx, srv, hub, 20, 5, 50*time.Millisecond)
+		if err != nil {
+			t.Fatalf("%s: %v", hub, err)
+		}
+		if len(r.Latency) != 5 || r.Latency[0] <= 0 || r.Deliveries < 20 || r.Rate() <= 0 {
+			t.Errorf("%s: %d latencies (first %v), %d deliveries, %.0f/s", hub, len(r.Latency), r.Latency, r.Deliveries, r.Rate())
+		}
+	}
+}
