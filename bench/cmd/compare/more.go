@@ -33,6 +33,10 @@ func runMany(ctx context.Context, cfg config, srv *wsbench.ServerProc, t *table)
 	if cfg.many <= 0 {
 		return nil
 	}
+	if limit, err := wsbench.RaiseFDLimit(); err != nil || uint64(cfg.many)+1000 > limit {
+		progress("open-file limit %d (%v): skipping the %d-connection echo", limit, err, cfg.many)
+		return nil
+	}
 	label := fmt.Sprintf("%d conns, closed-loop 16 B echo", cfg.many)
 	rate := t.fig(label+": round trips/s", fmtRate).withGoal("≥ 1.0×", ratioAtLeast(1.0))
 	cpu := t.fig(label+": CPU per round trip, both processes", fmtMicros).withGoal("≤ 1.10×", ratioAtMost(1.10))
@@ -54,6 +58,10 @@ func runMany(ctx context.Context, cfg config, srv *wsbench.ServerProc, t *table)
 // column, recipes/broadcast in wsconn's.
 func runFanout(ctx context.Context, cfg config, srv *wsbench.ServerProc, t *table) error {
 	if cfg.fanout <= 0 {
+		return nil
+	}
+	if limit, err := wsbench.RaiseFDLimit(); err != nil || uint64(cfg.fanout)+1000 > limit {
+		progress("open-file limit %d (%v): skipping the fan-out to %d subscribers", limit, err, cfg.fanout)
 		return nil
 	}
 	column := map[string]string{wsbench.FanoutChat: wsbench.Baseline, wsbench.FanoutBroadcast: "wsconn"}
