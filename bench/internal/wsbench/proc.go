@@ -62,25 +62,26 @@ func RunRole() bool {
 
 func serverMain() error {
 	RaiseFDLimit()
-	if path := os.Getenv(ServerCPUProfileEnv); path != "" {
+	for _, rec := range []struct {
+		env   string
+		start func(io.Writer) error
+		stop  func()
+	}{
+		{ServerCPUProfileEnv, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{ServerTraceEnv, trace.Start, trace.Stop},
+	} {
+		path := os.Getenv(rec.env)
+		if path == "" {
+			continue
+		}
 		f, err := os.Create(path)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := rec.start(f); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if path := os.Getenv(ServerTraceEnv); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
+		defer rec.stop()
 	}
 	s, err := StartServers(AllLibs())
 	if err != nil {

@@ -121,13 +121,7 @@ func TestMeasureIdle(t *testing.T) {
 // TestManyEcho runs the many-connection echo end to end, small, against a
 // server process, for every library of the table.
 func TestManyEcho(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := wsbench.StartServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	ctx, srv := serverProc(t)
 	for _, lib := range wsbench.Libs() {
 		r, err := wsbench.ManyEcho(ctx, srv, lib, 8, 16, 10*time.Millisecond, 50*time.Millisecond)
 		if err != nil {
@@ -141,13 +135,7 @@ func TestManyEcho(t *testing.T) {
 
 // TestFanout runs the fan-out measurement end to end, small, for both hubs.
 func TestFanout(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := wsbench.StartServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	ctx, srv := serverProc(t)
 	for _, hub := range wsbench.FanoutHubs() {
 		r, err := wsbench.Fanout(ctx, srv, hub, 20, 5, 50*time.Millisecond)
 		if err != nil {
@@ -157,4 +145,18 @@ func TestFanout(t *testing.T) {
 			t.Errorf("%s: %d latencies (first %v), %d deliveries, %.0f/s", hub, len(r.Latency), r.Latency, r.Deliveries, r.Rate())
 		}
 	}
+}
+
+// serverProc starts a server process for one test, stopped at its end, and
+// a context bounding the test.
+func serverProc(t *testing.T) (context.Context, *wsbench.ServerProc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	srv, err := wsbench.StartServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	return ctx, srv
 }
