@@ -63,3 +63,40 @@ func BenchmarkSpawn(b *testing.B) {
 		})
 	}
 }
+
+// The same with a limit of 8 running tasks, where Go waits for slots.
+func BenchmarkSpawnLimited(b *testing.B) {
+	ctx := context.Background()
+	const limit = 8
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("impl=nursery/tasks=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				err := nursery.Run(ctx, func(ctx context.Context, nu *nursery.Nursery) error {
+					nu.SetLimit(limit)
+					for range n {
+						nu.Go(trivial)
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("impl=errgroup/tasks=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				g, gctx := errgroup.WithContext(ctx)
+				g.SetLimit(limit)
+				task := func() error { return trivial(gctx) }
+				for range n {
+					g.Go(task)
+				}
+				if err := g.Wait(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

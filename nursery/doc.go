@@ -38,6 +38,16 @@
 // that is listening, say, with the address it listens on. The task keeps
 // running in the nursery afterwards.
 //
+// # Limiting concurrency
+//
+// [Nursery.SetLimit] and [Nursery.TryGo] work as errgroup's do: with a limit
+// of n, at most n tasks run at once, Go waits for a free slot and TryGo
+// starts a task only if one is free. The one difference is cancellation: a
+// Go waiting for a slot stops waiting once the nursery is cancelled and
+// starts its task at once, over the limit, with the cancelled context, so
+// that every function passed to Go runs and no Go waits on tasks that may be
+// waiting themselves. Tasks that start tasks should use TryGo for that.
+//
 // # Example
 //
 //	err := nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {

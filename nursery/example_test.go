@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/wsnursery/wsnursery/nursery"
 )
@@ -177,4 +178,63 @@ func ExamplePanicError() {
 	// Output:
 	// sibling cancelled
 	// recovered: assignment to entry in nil map
+}
+
+// At most two downloads at a time: Go waits for a free slot.
+func ExampleNursery_SetLimit() {
+	var mu sync.Mutex
+	running, most := 0, 0
+	download := func(ctx context.Context) error {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		time.Sleep(time.Millisecond) // the work
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil
+	}
+	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
+		n.SetLimit(2)
+		for range 6 {
+			n.Go(download)
+		}
+		return nil
+	})
+	fmt.Println(err, most <= 2)
+	// Output: <nil> true
+}
+
+// TryGo starts a task only if a slot is free; a walk that may not exceed
+// the limit does the work itself when refused, so that tasks never wait on
+// one another for slots.
+func ExampleNursery_TryGo() {
+	var mu sync.Mutex
+	var visited []string
+	var walk func(ctx context.Context, n *nursery.Nursery, path string, depth int) error
+	walk = func(ctx context.Context, n *nursery.Nursery, path string, depth int) error {
+		mu.Lock()
+		visited = append(visited, path)
+		mu.Unlock()
+		if depth == 0 {
+			return nil
+		}
+		for _, child := range []string{"/a", "/b"} {
+			task := func(ctx context.Context) error { return walk(ctx, n, path+child, depth-1) }
+			if !n.TryGo(task) {
+				if err := task(ctx); err != nil { // no free slot: walk it here
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
+		n.SetLimit(2)
+		return walk(ctx, n, "root", 2)
+	})
+	slices.Sort(visited)
+	fmt.Println(visited)
+	// Output: [root root/a root/a/a root/a/b root/b root/b/a root/b/b]
 }

@@ -43,6 +43,10 @@ type Nursery struct {
 	live atomic.Int64
 	done chan struct{}
 
+	// sem limits the number of running tasks; nil means no limit. It is
+	// set by SetLimit, only while no task runs.
+	sem atomic.Pointer[semaphore]
+
 	mu       sync.Mutex
 	settled  bool        // the outcome below is final
 	err      error       // Run's result once settled
@@ -92,7 +96,7 @@ func Run(ctx context.Context, body func(ctx context.Context, n *Nursery) error) 
 			n.finish()
 		}
 	}()
-	n.run(func(ctx context.Context) error { return body(ctx, n) })
+	n.run(func(ctx context.Context) error { return body(ctx, n) }, nil)
 	returned = true
 	return n.finish()
 }
@@ -119,18 +123,101 @@ func (n *Nursery) finish() error {
 // start further tasks. A task started after the nursery has been cancelled
 // still runs, with an already cancelled context.
 //
+// If a limit is set (see [Nursery.SetLimit]) and that many tasks are
+// running, Go blocks until one of them returns, or until the nursery is
+// cancelled: from then on Go no longer waits, and starts fn at once even
+// over the limit, with the cancelled context. The limit bounds the work of a
+// nursery that is running; once it is cancelled every task is meant to
+// return promptly, and a Go that kept waiting could wait forever on tasks
+// that are themselves waiting in Go. So every fn passed to Go runs, and no
+// Go outlasts the nursery's cancellation.
+//
 // Go panics if called after Run has returned.
 func (n *Nursery) Go(fn func(ctx context.Context) error) {
+	sem := n.sem.Load()
+	held := false
+	if sem != nil {
+		select {
+		case sem.slots <- struct{}{}:
+			held = true
+		case <-n.ctx.Done():
+			// Cancelled (perhaps long ago): try for a slot, but do not wait.
+			held = sem.try()
+		}
+	}
+	n.start(fn, sem, held)
+}
+
+// TryGo starts fn as [Nursery.Go] does, but only if that does not mean
+// waiting: if a limit is set and reached, it returns false without starting
+// fn. It reports whether fn was started. Unlike Go, TryGo keeps to the
+// limit after the nursery has been cancelled.
+//
+// TryGo panics if it would start fn after Run has returned.
+func (n *Nursery) TryGo(fn func(ctx context.Context) error) bool {
+	sem := n.sem.Load()
+	if sem != nil && !sem.try() {
+		return false
+	}
+	n.start(fn, sem, sem != nil)
+	return true
+}
+
+// SetLimit limits the number of tasks of the nursery running at once to
+// limit; a negative limit, the default, removes the limit. With a limit of
+// zero Go blocks until the nursery is cancelled and TryGo never starts a
+// task. The body is not a task and does not count; a task started by
+// [Start] counts like any other.
+//
+// As with errgroup.Group.SetLimit, the limit may not change while tasks
+// run: SetLimit panics if any task of the nursery is running. The usual
+// place to call it is the start of the body.
+func (n *Nursery) SetLimit(limit int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if tasks := n.live.Load() - 1; tasks > 0 {
+		panic(fmt.Errorf("nursery: SetLimit called while %d tasks are running", tasks))
+	}
+	if limit < 0 {
+		n.sem.Store(nil)
+		return
+	}
+	n.sem.Store(&semaphore{slots: make(chan struct{}, limit)})
+}
+
+// semaphore holds one token per running task that counts against the limit.
+type semaphore struct{ slots chan struct{} }
+
+func (s *semaphore) try() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *semaphore) release() { <-s.slots }
+
+// start runs fn as a task; held says it holds a slot of sem, which the task
+// gives back when it returns.
+func (n *Nursery) start(fn func(ctx context.Context) error, sem *semaphore, held bool) {
 	for {
 		live := n.live.Load()
 		if live == 0 {
+			if held {
+				sem.release()
+			}
 			panic("nursery: Go called after Run returned")
 		}
 		if n.live.CompareAndSwap(live, live+1) {
 			break
 		}
 	}
-	go n.run(fn)
+	if !held {
+		sem = nil
+	}
+	go n.run(fn, sem)
 }
 
 // Cancel cancels the nursery's context with cause, or with
@@ -180,8 +267,11 @@ func (n *Nursery) settleLocked(result, cause error) {
 }
 
 // run calls fn as the body or a task: it records fn's error, recovers a
-// panic, and does the bookkeeping for Go.
-func (n *Nursery) run(fn func(ctx context.Context) error) {
+// panic, and does the bookkeeping for Go. A task that holds a slot of sem
+// gives it back once its failure, if any, has cancelled the nursery, so
+// that a task waiting for the slot starts with the nursery's context
+// already cancelled.
+func (n *Nursery) run(fn func(ctx context.Context) error, sem *semaphore) {
 	var err error
 	returned := false
 	defer func() {
@@ -203,6 +293,9 @@ func (n *Nursery) run(fn func(ctx context.Context) error) {
 			}
 			n.settleLocked(err, err)
 			n.mu.Unlock()
+		}
+		if sem != nil {
+			sem.release()
 		}
 		if n.live.Add(-1) == 0 {
 			close(n.done)
