@@ -101,7 +101,7 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 	cfg.compress = comp
 	c := newConn(ws, gw.guard, false, cfg, r.Path, opts.Subprotocol, header)
 	r.conn = c
-	c.afterDone(func() { r.cancel(c.closedErr()) })
+	c.cancelOnClose(r.cancel)
 
 	s := r.srv
 	s.mu.Lock()

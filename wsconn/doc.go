@@ -87,8 +87,32 @@
 // compressed or inflated, so an idle compressed connection costs no more
 // than an uncompressed one.
 //
-// Open and the Server's Handler scope a connection: their function's
-// context is cancelled, with the *ConnectionClosedError as cause, as soon as
-// the connection closes, and the connection is closed when the function
-// returns.
+// # Scopes: one rule for the close code
+//
+// Open, Conn.Scope and the Server's Handler scope a connection: the
+// function's context is cancelled, with the *ConnectionClosedError as its
+// cause, as soon as the connection closes, so every task working on a dead
+// connection stops; and when the function returns the connection is closed
+// by one rule, written once (Conn.Scope) and followed by Open, the Server,
+// recipes/reconnect and recipes/app. The first line that applies decides:
+//
+//	when fn (or the handler) ended …           Close frame sent
+//	-----------------------------------------  ----------------------------------
+//	the connection had already closed or was   none: the code already exchanged
+//	closing (fn typically returns its           stands
+//	*ConnectionClosedError, or ctx's
+//	cancellation that the close caused)
+//	by panicking                               1011 "internal error"; the panic
+//	                                           goes on (Open, Scope) or becomes a
+//	                                           logged *HandlerPanicError (Server)
+//	after its parent ctx ended, or the         1001 (going away)
+//	server shut down
+//	returning an error                         1011 "internal error" (the error
+//	                                           itself stays on this side)
+//	returning nil                              1000 (normal closure)
+//
+// Open and Scope return fn's error itself, except that ctx's cancellation
+// caused by the close is replaced by the *ConnectionClosedError. A Server
+// logs a handler's error or panic unless it is the connection's own close
+// or the end of the server or request.
 package wsconn

@@ -106,6 +106,50 @@ func ExampleOpen() {
 	// Open returned <nil>
 }
 
+func ExampleConn_Scope() {
+	// A server that reports the close code each client sends, for the
+	// example.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	codes := make(chan wsconn.CloseReason, 1)
+	srv := wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		_, err = c.Receive(ctx)
+		var closed *wsconn.ConnectionClosedError
+		if errors.As(err, &closed) {
+			codes <- closed.Reason
+		}
+		return err
+	}, nil)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	defer func() { stop(); <-served }()
+
+	c, err := wsconn.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// The connection lives as long as the function; its error decides the
+	// close code (1011 here) and comes back itself.
+	errNoRoom := errors.New("no such room")
+	err = c.Scope(ctx, func(ctx context.Context) error {
+		return errNoRoom
+	})
+	fmt.Println("Scope returned:", err)
+	fmt.Println("the server got:", <-codes)
+	// Output:
+	// Scope returned: no such room
+	// the server got: 1011 (internal error): "internal error"
+}
+
 func ExampleNewServer() {
 	// The handler decides each handshake, then uses the connection until
 	// it returns; the connection is closed with 1000 when it returns nil.

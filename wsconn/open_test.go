@@ -14,7 +14,9 @@ import (
 )
 
 // closeWatcher is a server whose handler receives until the connection
-// closes and reports the error Receive ended with.
+// closes and reports the error Receive ended with: the code the client
+// sent. On a message "close" it closes the connection itself, with 4000
+// "peer".
 func closeWatcher(t *testing.T) (url string, ended chan error) {
 	ended = make(chan error, 4)
 	url = serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
@@ -26,9 +28,13 @@ func closeWatcher(t *testing.T) (url string, ended chan error) {
 		// closes, and this wants the connection's own error.
 		rctx := context.WithoutCancel(ctx)
 		for {
-			if _, err := c.Receive(rctx); err != nil {
+			m, err := c.Receive(rctx)
+			if err != nil {
 				ended <- err
 				return nil
+			}
+			if string(m.Data) == "close" {
+				return c.Close(rctx, 4000, "peer")
 			}
 		}
 	}, nil)
@@ -83,14 +89,16 @@ func TestOpenCancelsFnWhenConnectionLost(t *testing.T) {
 		ws.ReadMessage()
 		ws.NetConn().Close() // no Close frame
 	})
-	wsconn.Open(ctxTimeout(t, 10*time.Second), url, nil, func(ctx context.Context, c *wsconn.Conn) error {
+	err := wsconn.Open(ctxTimeout(t, 10*time.Second), url, nil, func(ctx context.Context, c *wsconn.Conn) error {
 		if err := c.SendText(ctx, "drop me"); err != nil {
 			return err
 		}
 		waitDone(t, ctx)
 		wantClosed(t, context.Cause(ctx), wsconn.StatusAbnormalClosure, "*")
-		return nil
+		return ctx.Err()
 	})
+	// fn's error only echoes the loss: Open says why the connection closed.
+	wantClosed(t, err, wsconn.StatusAbnormalClosure, "*")
 }
 
 // When fn returns, Open runs the closing handshake (1000, seen by the
@@ -120,7 +128,7 @@ type openTestError struct{ msg string }
 
 func (e *openTestError) Error() string { return e.msg }
 
-// Open returns fn's error itself, not a wrapper, and still closes with 1000.
+// Open returns fn's error itself, not a wrapper, and closes with 1011.
 func TestOpenReturnsFnErrorItself(t *testing.T) {
 	url, ended := closeWatcher(t)
 	for _, want := range []error{errors.New("sentinel"), &openTestError{"typed"}} {
@@ -130,7 +138,7 @@ func TestOpenReturnsFnErrorItself(t *testing.T) {
 		if got != want {
 			t.Fatalf("Open = %#v, want fn's error %#v itself", got, want)
 		}
-		wantClosed(t, within(t, 10*time.Second, ended), wsconn.StatusNormalClosure, "")
+		wantClosed(t, within(t, 10*time.Second, ended), wsconn.StatusInternalError, "internal error")
 	}
 
 	// Also when the connection is already gone and closing cannot succeed.
@@ -140,7 +148,9 @@ func TestOpenReturnsFnErrorItself(t *testing.T) {
 	})
 	var fnErr error
 	got := wsconn.Open(ctxTimeout(t, 10*time.Second), lost, nil, func(ctx context.Context, c *wsconn.Conn) error {
-		c.SendText(ctx, "drop me")
+		if err := c.SendText(ctx, "drop me"); err != nil {
+			t.Errorf("SendText = %v", err)
+		}
 		_, fnErr = c.Receive(ctx)
 		return fnErr
 	})
@@ -167,8 +177,8 @@ func TestOpenDialFailure(t *testing.T) {
 }
 
 // The closing handshake still runs when Open's ctx was cancelled: fn sees
-// the cancellation, the server sees 1000.
-func TestOpenCancelledCtxStillClosesCleanly(t *testing.T) {
+// the cancellation, the server sees 1001 (going away).
+func TestOpenCancelledCtxClosesGoingAway(t *testing.T) {
 	url, ended := closeWatcher(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -183,7 +193,7 @@ func TestOpenCancelledCtxStillClosesCleanly(t *testing.T) {
 	if err != context.Canceled {
 		t.Fatalf("Open = %v, want fn's context.Canceled", err)
 	}
-	wantClosed(t, within(t, 10*time.Second, ended), wsconn.StatusNormalClosure, "")
+	wantClosed(t, within(t, 10*time.Second, ended), wsconn.StatusGoingAway, "")
 }
 
 // A panicking fn still leaves no connection behind (closed with 1011, as a
@@ -225,7 +235,7 @@ func TestOpenDropsDeadPeer(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			defer cancel()
 			var returned time.Time
-			wsconn.Open(ctx, url, &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: disconnect},
+			err := wsconn.Open(ctx, url, &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: disconnect},
 				func(ctx context.Context, c *wsconn.Conn) error {
 					pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 					defer cancel()
@@ -235,6 +245,9 @@ func TestOpenDropsDeadPeer(t *testing.T) {
 					returned = time.Now()
 					return nil
 				})
+			if err != nil {
+				t.Fatalf("Open = %v, want nil: fn succeeded and closing a dead peer is no error", err)
+			}
 			if d := time.Since(returned); d >= disconnect/10 {
 				t.Fatalf("Open took %v after fn returned, want ≪ DisconnectTimeout (%v)", d, disconnect)
 			}
@@ -260,7 +273,7 @@ func TestOpenDropsDeadPeer(t *testing.T) {
 				t.Cleanup(func() { close(hold) })
 				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 				var returned time.Time
-				wsconn.Open(ctx, url, &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: disconnect},
+				err := wsconn.Open(ctx, url, &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: disconnect},
 					func(ctx context.Context, c *wsconn.Conn) error {
 						pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 						defer cancel()
@@ -271,6 +284,9 @@ func TestOpenDropsDeadPeer(t *testing.T) {
 						return nil
 					})
 				cancel()
+				if err != nil {
+					t.Fatalf("attempt %d: Open = %v, want nil", i, err)
+				}
 				if d := time.Since(returned); d >= disconnect/10 {
 					t.Fatalf("attempt %d: Open took %v after fn returned, want ≪ DisconnectTimeout (%v)", i, d, disconnect)
 				}

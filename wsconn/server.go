@@ -21,10 +21,14 @@ import (
 // with the *ConnectionClosedError as its cause, when the connection closes,
 // and when the server shuts down.
 //
-// When the handler returns nil the connection is closed with 1000; when it
-// returns an error or panics, with 1011 and the error is logged. A
-// *ConnectionClosedError returned after the connection closed counts as nil. A handler
-// that returns without deciding rejects the request (403, or 500 on error).
+// Once the handler returns, its connection is closed by the scoping rule
+// that Conn.Scope states (1000 after nil; 1011 after an error or a panic,
+// which is logged; 1001 when the server shuts down; nothing new when the
+// connection has already closed, so that returning Receive's
+// *ConnectionClosedError, or ctx's cancellation, is how a handler loop
+// ends). A panic is recovered and reported as a *HandlerPanicError. A
+// handler that returns without deciding rejects the request (403, or 500 on
+// error).
 type Handler func(ctx context.Context, r *Request) error
 
 // ServerOptions configures a Server. A nil *ServerOptions means defaults.
@@ -225,10 +229,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithCancelCause(hr.Context())
-	defer cancel(nil)
-	stop := context.AfterFunc(s.ctx, func() { cancel(context.Cause(s.ctx)) })
+	// parent ends with the request or the server; the handler's ctx also
+	// ends when its connection closes.
+	parent, cancelParent := context.WithCancelCause(hr.Context())
+	defer cancelParent(nil)
+	stop := context.AfterFunc(s.ctx, func() { cancelParent(context.Cause(s.ctx)) })
 	defer stop()
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
 	r := &Request{
 		Path:         hr.URL.RequestURI(),
 		Header:       hr.Header,
@@ -248,21 +256,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	r.mu.Lock()
 	c, decided := r.conn, r.decided
 	r.mu.Unlock()
-	var closed *ConnectionClosedError
-	if c != nil && !panicked && errors.As(err, &closed) {
-		if _, closing := c.CloseReason(); closing {
-			// Returning Receive's error after the peer closed is how a
-			// handler loop ends, not a failure.
-			err = nil
-		}
-	}
+	failed := err != nil
 	switch {
 	case c != nil:
-		code, reason := StatusNormalClosure, ""
-		if err != nil {
-			code, reason = StatusInternalError, "internal error"
-		}
-		c.Close(context.Background(), code, reason) // bounded by DisconnectTimeout
+		// The scoping rule, as for Open: see endScope.
+		_, _, failed = c.endScope(parent, ctx, err, panicked)
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -273,7 +271,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		}
 		http.Error(w, http.StatusText(status), status)
 	}
-	if err != nil {
+	if failed {
 		if panicked {
 			s.log.Error("websocket handler panicked", "path", r.Path, "remote", hr.RemoteAddr, "err", err)
 		} else {

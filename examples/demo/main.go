@@ -19,7 +19,8 @@
 // fails with [heartbeat.ErrTooSlow]. That first failure cancels the nursery:
 // the reader and the producer see their context cancelled, with the
 // heartbeat's error as [context.Cause], and return. Open then closes the
-// connection without waiting for the unresponsive server to answer the
+// connection by wsconn's scoping rule — fn failed, so with 1011 (internal
+// error) — without waiting for the unresponsive server to answer the
 // closing handshake, and returns that same error.
 //
 // Every line of output starts with the time since the start, e.g. [+0.412s],

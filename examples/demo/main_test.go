@@ -44,7 +44,7 @@ func TestDemo(t *testing.T) {
 		{`reader    cancelled; context\.Cause\(ctx\) = ` + cause + `$`, `producer  cancelled; context\.Cause\(ctx\) = ` + cause + `$`},
 		{`client    Open returned after \S+: ` + cause + `$`},
 		{`client    errors\.Is\(err, heartbeat\.ErrTooSlow\) = true$`},
-		{`client    connection closed: Open sent close code 1000 `},
+		{`client    connection closed: Open sent close code 1011 \(internal error\) `},
 		{`demo      done$`},
 	}
 	next := 0 // lines before next are used up

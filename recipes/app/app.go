@@ -198,8 +198,10 @@ func (a *App) Run(ctx context.Context, url string) error {
 }
 
 // Serve runs the callbacks on c, an open connection of either side (in a
-// wsconn.Handler, pass the handler's ctx), and closes c when done: 1000
-// after ErrStop, 1001 (going away) when ctx ends, 1011 after a failure.
+// wsconn.Handler, pass the handler's ctx), in c's scope (wsconn.Conn.Scope),
+// and so closes c by wsconn's scoping rule when done: 1000 after ErrStop,
+// 1001 (going away) when ctx ends, 1011 after a failure, nothing new when
+// c has already closed.
 // OnClose is called last, once c has closed.
 //
 // OnPing sees no pings on a connection passed to Serve: the hook that
@@ -235,8 +237,7 @@ func (a *App) ServeRequest(ctx context.Context, r *wsconn.Request, opts *wsconn.
 // serveConn is Serve with the connection's ping queue (nil: none).
 func (a *App) serveConn(ctx context.Context, c *wsconn.Conn, q *pingQueue) error {
 	if err := a.check(); err != nil {
-		c.Close(context.WithoutCancel(ctx), wsconn.StatusInternalError, "")
-		return err
+		return c.Scope(ctx, func(context.Context) error { return err }) // closes with 1011
 	}
 	if a.OnPing == nil {
 		q = nil
@@ -306,27 +307,79 @@ func (a *App) check() error {
 	return nil
 }
 
-// serve runs one connection. It returns nil after ErrStop, the
-// *wsconn.ConnectionClosedError when the connection closed, ctx.Err() when
-// ctx ended, or the failure; callbackFailed says that a callback failed or
-// panicked (as opposed to the heartbeat).
+// serve runs one connection in its scope (wsconn.Conn.Scope: the one
+// scoping rule, which also picks the close code). It returns nil after
+// ErrStop, the *wsconn.ConnectionClosedError when the connection closed,
+// ctx.Err() when ctx ended, or the failure; callbackFailed says that a
+// callback failed or panicked (as opposed to the heartbeat).
 // q, if not nil, holds c's pings for OnPing.
 func (a *App) serve(ctx context.Context, c *wsconn.Conn, q *pingQueue) (callbackFailed bool, err error) {
 	s := &session{app: a}
-	err = nursery.Run(ctx, func(nctx context.Context, n *nursery.Nursery) error {
-		// Callbacks and the heartbeat get connCtx, which also ends when the
-		// connection closes.
+	// stopped: a callback returned ErrStop; ctxEnded: ctx had ended when
+	// the session did (judged before the scope closes c, which may cancel
+	// ctx: a handler's, or a reconnect session's).
+	stopped, ctxEnded := false, false
+	err = c.Scope(ctx, func(scoped context.Context) error {
+		err := s.run(ctx, scoped, c, q)
+		ctxEnded = ctx.Err() != nil
+		if errors.Is(err, ErrStop) {
+			stopped = true
+			return nil // closes with 1000
+		}
+		return err
+	})
+
+	// What ended the connection decides whether it was a failure to report
+	// to OnError and return.
+	var ce *wsconn.ConnectionClosedError
+	failed, report := err != nil, err != nil
+	switch {
+	case stopped:
+		err, failed, report = nil, false, false // whatever closing returned
+	case errors.As(err, &ce), ctxEnded && errors.As(context.Cause(ctx), &ce):
+		// Closed: by the peer, by a callback, or lost (1006, reported).
+		failed = false
+	case ctxEnded:
+		err, failed, report = ctx.Err(), false, false
+	}
+	r, _ := c.CloseReason()
+	if ce != nil {
+		err = &wsconn.ConnectionClosedError{Reason: r} // the final reason
+		report = r.Code == wsconn.StatusAbnormalClosure
+	}
+	callbackFailed = failed && !errors.Is(err, heartbeat.ErrTooSlow)
+	if report {
+		if perr := s.callError(err); perr != nil && !failed {
+			err, failed, callbackFailed = perr, true, true
+		}
+	}
+	if a.OnClose != nil {
+		if perr := s.call(func() error { a.OnClose(r.Code, r.Reason); return nil }); perr != nil && !failed {
+			err, callbackFailed = perr, true
+		}
+	}
+	return callbackFailed, err
+}
+
+// run runs the callbacks, the heartbeat and the ping delivery in a nursery
+// under ctx, until one fails or the reader sees the connection closed.
+// scoped is the connection's scope: it also ends when c closes.
+func (s *session) run(ctx, scoped context.Context, c *wsconn.Conn, q *pingQueue) error {
+	a := s.app
+	var release func() // of connCtx, once every task has returned
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
+	return nursery.Run(ctx, func(nctx context.Context, n *nursery.Nursery) error {
+		// Callbacks and the heartbeat get connCtx, which also ends, with
+		// the *wsconn.ConnectionClosedError as cause, when the connection
+		// closes. (The nursery itself does not end then: a callback that
+		// fails on a message delivered after the close still counts.)
 		connCtx, closed := context.WithCancelCause(nctx)
-		n.Go(func(ctx context.Context) error {
-			defer closed(nil)
-			select {
-			case <-c.Done():
-				r, _ := c.CloseReason()
-				closed(&wsconn.ConnectionClosedError{Reason: r})
-			case <-ctx.Done():
-			}
-			return nil
-		})
+		stopClosed := context.AfterFunc(scoped, func() { closed(context.Cause(scoped)) })
+		release = func() { stopClosed(); closed(nil) }
 		// Receive gets readCtx, which does not end when ctx ends because the
 		// connection closed (a handler's ctx does), so that the messages
 		// that arrived before the close are still delivered; Receive fails
@@ -376,40 +429,6 @@ func (a *App) serve(ctx context.Context, c *wsconn.Conn, q *pingQueue) (callback
 			}
 		}
 	})
-
-	// What ended the connection decides the close code, and whether it
-	// was a failure to report to OnError and return.
-	var ce *wsconn.ConnectionClosedError
-	code, failed, report := wsconn.StatusInternalError, true, true
-	switch {
-	case errors.Is(err, ErrStop):
-		code, failed, report, err = wsconn.StatusNormalClosure, false, false, nil
-	case errors.As(err, &ce), ctx.Err() != nil && errors.As(context.Cause(ctx), &ce):
-		// Closed: by the peer, by a callback, or lost (1006, reported).
-		failed = false
-	case ctx.Err() != nil:
-		code, failed, report, err = wsconn.StatusGoingAway, false, false, ctx.Err()
-	}
-	// Bounded by the connection's DisconnectTimeout; a peer that failed the
-	// heartbeat is dropped without waiting.
-	c.Close(context.WithoutCancel(ctx), code, "")
-	r, _ := c.CloseReason()
-	if ce != nil {
-		err = &wsconn.ConnectionClosedError{Reason: r} // the final reason
-		report = r.Code == wsconn.StatusAbnormalClosure
-	}
-	callbackFailed = failed && !errors.Is(err, heartbeat.ErrTooSlow)
-	if report {
-		if perr := s.callError(err); perr != nil && !failed {
-			err, failed, callbackFailed = perr, true, true
-		}
-	}
-	if a.OnClose != nil {
-		if perr := s.call(func() error { a.OnClose(r.Code, r.Reason); return nil }); perr != nil && !failed {
-			err, callbackFailed = perr, true
-		}
-	}
-	return callbackFailed, err
 }
 
 // session is one connection's state.

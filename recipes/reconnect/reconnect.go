@@ -148,14 +148,17 @@ func IsPermanent(err error) bool {
 // what it does when the connection is lost — is followed by a wait (see
 // Options) and a new dial. The first dial happens at once.
 //
-// session's ctx is cancelled as soon as its connection closes, with the
-// *wsconn.ConnectionClosedError as the cause, as with wsconn.Open. Once
-// session returns, the connection is closed: 1000 if session returned nil,
-// 1001 (going away) if ctx has ended, 1011 otherwise (a connection that has
-// already closed stays as it closed). The closing handshake is bounded by
-// the DisconnectTimeout of DialOptions, even when ctx has ended. If session
-// panics, the connection is closed with 1011 and the panic continues in
-// Run's caller. No goroutine started by Run outlives it.
+// Each session runs in its connection's scope (wsconn.Conn.Scope, the rule
+// wsconn.Open also follows): its ctx is cancelled as soon as the connection
+// closes, with the *wsconn.ConnectionClosedError as the cause, and once
+// session returns the connection is closed by the scoping rule — 1000 if
+// session returned nil, 1001 (going away) if ctx has ended, 1011 after an
+// error or a panic, and nothing new if it has already closed. An error
+// that only reports session's ctx cancelled because the connection closed
+// counts as that *wsconn.ConnectionClosedError. The closing handshake is
+// bounded by the DisconnectTimeout of DialOptions, even when ctx has ended.
+// If session panics, the panic continues in Run's caller. No goroutine
+// started by Run outlives it.
 func Run(ctx context.Context, url string, opts *Options, session func(ctx context.Context, c *wsconn.Conn) error) error {
 	o, err := resolve(url, opts)
 	if err != nil {
@@ -287,37 +290,19 @@ func (o *Options) delay(n int) time.Duration {
 	return time.Duration(d)
 }
 
-// runSession runs session on c as wsconn.Open runs its fn, and closes c.
+// runSession runs session on c in c's scope (wsconn.Conn.Scope: its ctx
+// ends when c closes, and c is closed by the scoping rule when it returns)
+// and returns session's error, or nil when session returned nil, whatever
+// closing then returned.
 func runSession(ctx context.Context, c *wsconn.Conn, session func(ctx context.Context, c *wsconn.Conn) error) error {
-	sctx, cancel := context.WithCancelCause(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case <-c.Done():
-			r, _ := c.CloseReason()
-			cancel(&wsconn.ConnectionClosedError{Reason: r})
-		case <-sctx.Done():
-		}
-	}()
-	closeCtx := context.WithoutCancel(ctx)
-	defer func() {
-		cancel(nil)
-		<-watched
-		if v := recover(); v != nil {
-			c.Close(closeCtx, wsconn.StatusInternalError, "")
-			panic(v)
-		}
-	}()
-	err := session(sctx, c)
-	code := wsconn.StatusNormalClosure
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		code = wsconn.StatusGoingAway // the caller is shutting down
-	default:
-		code = wsconn.StatusInternalError
+	ok := false
+	err := c.Scope(ctx, func(ctx context.Context) error {
+		err := session(ctx, c)
+		ok = err == nil
+		return err
+	})
+	if ok {
+		return nil
 	}
-	c.Close(closeCtx, code, "")
 	return err
 }
