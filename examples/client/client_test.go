@@ -307,7 +307,7 @@ func pipe(t *testing.T) (r, w *os.File) {
 	return r, w
 }
 
-// TestInterrupt: Ctrl-C closes the connection with 1000 and exits 1.
+// TestInterrupt: Ctrl-C closes the connection with 1001 (going away) and exits 1.
 func TestInterrupt(t *testing.T) {
 	srv, url := extest.StartServer(t, extest.Build(t, "../server"))
 	stdin, _ := pipe(t)
@@ -318,5 +318,5 @@ func TestInterrupt(t *testing.T) {
 	if code := client.Wait(t); code != 1 || !strings.HasSuffix(client.Stderr(), "client: interrupted\n") {
 		t.Fatalf("exit code %d, want 1 and \"interrupted\"; stderr:\n%s", code, client.Stderr())
 	}
-	srv.WaitStderr(t, regexp.MustCompile(`msg="connection closed" .*code=1000`))
+	srv.WaitStderr(t, regexp.MustCompile(`msg="connection closed" .*code=1001`))
 }

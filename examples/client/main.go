@@ -181,7 +181,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var rejected *wsconn.ConnectionRejectedError
 	switch {
 	case s.connected.Load() && ctx.Err() != nil:
-		// Interrupted (Ctrl-C): Open has closed the connection with 1000.
+		// Interrupted (Ctrl-C): Open has closed the connection with 1001 (going away: its ctx ended).
 		return errors.New("interrupted")
 	case s.connected.Load():
 		return err
