@@ -1,0 +1,459 @@
+package natsbroker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/wsnursery/wsnursery/recipes/broadcast"
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+// Defaults for Options.
+const (
+	DefaultPrefix            = "wsnursery"
+	DefaultOutboxSize        = 4096
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultPresenceExpiry    = 10 * time.Second
+)
+
+// Options configures a Broker. A nil *Options means defaults.
+type Options struct {
+	// Prefix starts every subject the broker uses, so that several
+	// applications can share one NATS: messages go on Prefix+".msg" and
+	// presence on Prefix+".presence". Only brokers with the same prefix
+	// hear each other. Default "wsnursery".
+	Prefix string
+	// NodeID names this node in the envelopes it sends; it must be unique
+	// among the nodes sharing the prefix. Default: 16 random hex digits.
+	NodeID string
+	// OutboxSize is how many messages may wait for the goroutine that hands
+	// them to NATS. When it is full, PublishTo still delivers locally and
+	// the cross-node copy is dropped (counted in Stats.Dropped, logged).
+	// Default 4096.
+	OutboxSize int
+	// HeartbeatInterval is how often the node publishes its presence even
+	// when nothing changed. Default 2 s.
+	HeartbeatInterval time.Duration
+	// PresenceExpiry is how long a node's presence lasts without a
+	// heartbeat: a node killed without saying goodbye leaves the others'
+	// Members within PresenceExpiry + HeartbeatInterval. Default 10 s, so
+	// 12 s with the default interval.
+	PresenceExpiry time.Duration
+	// OnNodeGone, if not nil, is called when another node's presence ends,
+	// by its goodbye or by expiry, once per topic with the members that
+	// are no longer present on any node, so that the application can
+	// announce that they left (on its own hub: every node makes the call
+	// itself). It runs on the broker's goroutine and must not block.
+	OnNodeGone func(topic string, gone []string)
+	// Logger receives the broker's warnings: dropped messages, malformed
+	// messages on its subjects. Default: discard.
+	Logger *slog.Logger
+}
+
+// Stats are a broker's counters, over its life.
+type Stats struct {
+	Sent      uint64 // messages handed to NATS
+	Received  uint64 // messages from other nodes delivered to the hub
+	Dropped   uint64 // cross-node copies not handed to NATS: outbox full, or NATS refused them
+	Malformed uint64 // messages on the broker's subjects that were not ours, dropped
+}
+
+// Broker is a broadcast.Broker over NATS; see the package documentation
+// for its delivery contract. Create one with New.
+type Broker struct {
+	hub  *broadcast.Hub
+	nc   *nats.Conn
+	opts Options
+	log  *slog.Logger
+
+	msgSubject, presSubject string
+
+	local  *broadcast.Presence
+	outbox chan item
+
+	msgSub, presSub *nats.Subscription
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close: run drains and says goodbye
+	done      chan struct{} // closed when run has returned
+	closed    atomic.Bool   // PublishTo and Join stop forwarding
+
+	mu     sync.Mutex // guards remote
+	remote map[string]*node
+
+	sent, received, dropped, malformed atomic.Uint64
+	warn                               warner
+}
+
+// node is what this broker knows of another node's presence.
+type node struct {
+	topics map[string][]string
+	seen   time.Time
+}
+
+// item is one entry of the outbox: a message to forward, or (m.Type 0) a
+// change of this node's presence in topic.
+type item struct {
+	topic string
+	m     wsconn.Message
+}
+
+// New starts a broker that links hub to the other nodes on nc. Messages
+// published through it reach hub at once and the other nodes through NATS;
+// messages from the other nodes are delivered to hub. The caller keeps
+// ownership of nc (see Dial for the options the contract assumes) and
+// closes it after Close.
+//
+// New subscribes to the broker's subjects; it does not wait for NATS,
+// which may be unreachable at first if nc was made with
+// nats.RetryOnFailedConnect.
+func New(hub *broadcast.Hub, nc *nats.Conn, opts *Options) (*Broker, error) {
+	b := &Broker{hub: hub, nc: nc, closing: make(chan struct{}), done: make(chan struct{}), remote: map[string]*node{}}
+	if opts != nil {
+		b.opts = *opts
+	}
+	if b.opts.Prefix == "" {
+		b.opts.Prefix = DefaultPrefix
+	}
+	if b.opts.NodeID == "" {
+		b.opts.NodeID = randomID()
+	}
+	if len(b.opts.NodeID) > 255 {
+		return nil, errors.New("failed to start the NATS broker: NodeID is longer than 255 bytes")
+	}
+	if b.opts.OutboxSize <= 0 {
+		b.opts.OutboxSize = DefaultOutboxSize
+	}
+	if b.opts.HeartbeatInterval <= 0 {
+		b.opts.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if b.opts.PresenceExpiry <= 0 {
+		b.opts.PresenceExpiry = DefaultPresenceExpiry
+	}
+	b.log = b.opts.Logger
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	b.log = b.log.With("node", b.opts.NodeID)
+	b.warn.log = b.log
+	b.msgSubject = b.opts.Prefix + ".msg"
+	b.presSubject = b.opts.Prefix + ".presence"
+	b.outbox = make(chan item, b.opts.OutboxSize)
+	b.local = broadcast.NewPresence(func(topic string) { b.enqueue(item{topic: topic}) })
+
+	var err error
+	if b.msgSub, err = nc.Subscribe(b.msgSubject, b.onMessage); err != nil {
+		return nil, fmt.Errorf("failed to subscribe to %s: %w", b.msgSubject, err)
+	}
+	if b.presSub, err = nc.Subscribe(b.presSubject, b.onPresence); err != nil {
+		b.msgSub.Unsubscribe()
+		return nil, fmt.Errorf("failed to subscribe to %s: %w", b.presSubject, err)
+	}
+	go b.run()
+	return b, nil
+}
+
+func randomID() string {
+	var id [8]byte
+	rand.Read(id[:])
+	return hex.EncodeToString(id[:])
+}
+
+// NodeID returns the broker's node id.
+func (b *Broker) NodeID() string { return b.opts.NodeID }
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Sent: b.sent.Load(), Received: b.received.Load(), Dropped: b.dropped.Load(), Malformed: b.malformed.Load()}
+}
+
+// PublishTo delivers m to topic's subscribers on this node's hub at once,
+// and queues it for the other nodes; it never waits for NATS. It returns an
+// error, and delivers nothing, for a message the hub rejects. After Close
+// it delivers locally only.
+func (b *Broker) PublishTo(topic string, m wsconn.Message) error {
+	if err := b.hub.PublishTo(topic, m); err != nil {
+		return err
+	}
+	b.enqueue(item{topic: topic, m: m})
+	return nil
+}
+
+// enqueue hands it to run without waiting; a full outbox drops it.
+func (b *Broker) enqueue(it item) {
+	if b.closed.Load() {
+		return
+	}
+	select {
+	case b.outbox <- it:
+	default:
+		b.dropped.Add(1)
+		b.warn.warn("dropped", "outbox full: a message or presence change was not sent to the other nodes", "outbox", b.opts.OutboxSize)
+	}
+}
+
+// Join records member as present in topic on this node, for every node to
+// see, until leave is called.
+func (b *Broker) Join(topic, member string) (leave func()) { return b.local.Join(topic, member) }
+
+// Members returns who is present in topic on this node and on every other
+// node whose presence has not expired, sorted, each once.
+func (b *Broker) Members(topic string) []string {
+	set := map[string]struct{}{}
+	for _, m := range b.local.Members(topic) {
+		set[m] = struct{}{}
+	}
+	b.mu.Lock()
+	for _, n := range b.remote {
+		for _, m := range n.topics[topic] {
+			set[m] = struct{}{}
+		}
+	}
+	b.mu.Unlock()
+	return slices.Sorted(maps.Keys(set))
+}
+
+// Close stops forwarding, sends what is still in the outbox and a goodbye
+// that removes this node's presence from the others at once, flushes, and
+// unsubscribes. ctx bounds the sending; Close returns ctx's error if it ran
+// out; the broker's goroutine then ends as soon as NATS takes or refuses
+// its last message (closing nc makes it refuse). The hub keeps serving its
+// local subscribers, and nc stays open. Close is idempotent.
+func (b *Broker) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		close(b.closing)
+	})
+	var err error
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if b.nc.IsConnected() {
+		if ferr := b.nc.FlushWithContext(ctx); ferr != nil && err == nil {
+			err = fmt.Errorf("failed to flush to NATS: %w", ferr)
+		}
+	}
+	b.msgSub.Unsubscribe()
+	b.presSub.Unsubscribe()
+	return err
+}
+
+// run is the broker's one goroutine: it hands the outbox to NATS in order,
+// publishes heartbeats and expires silent nodes.
+func (b *Broker) run() {
+	defer close(b.done)
+	tick := time.NewTicker(b.opts.HeartbeatInterval)
+	defer tick.Stop()
+	b.sendPresence(nil, kindHello)
+	reconnects := b.nc.Stats().Reconnects
+	for {
+		select {
+		case it := <-b.outbox:
+			b.send(it)
+		case <-tick.C:
+			b.expire()
+			kind := kindBeat
+			if r := b.nc.Stats().Reconnects; r != reconnects {
+				reconnects, kind = r, kindHello // we were away: ask for the others' state
+			}
+			b.sendPresence(nil, kind)
+		case <-b.closing:
+		drain:
+			for {
+				select {
+				case it := <-b.outbox:
+					b.send(it)
+				default:
+					break drain
+				}
+			}
+			b.sendPresence(nil, kindBye)
+			return
+		}
+	}
+}
+
+func (b *Broker) send(it item) {
+	if it.m.Type == 0 {
+		b.sendPresence([]string{it.topic}, kindChange)
+		return
+	}
+	b.publish(b.msgSubject, encodeMessage(b.opts.NodeID, it.topic, it.m))
+}
+
+func (b *Broker) publish(subject string, data []byte) {
+	if err := b.nc.Publish(subject, data); err != nil {
+		b.dropped.Add(1)
+		b.warn.warn("dropped", "NATS refused a message for the other nodes", "err", err)
+		return
+	}
+	b.sent.Add(1)
+}
+
+// sendPresence publishes this node's members of topics (all topics if nil).
+func (b *Broker) sendPresence(topics []string, kind presenceKind) {
+	p := presenceMsg{Node: b.opts.NodeID, Kind: kind}
+	if kind != kindBye {
+		all := b.local.Topics()
+		if topics == nil {
+			p.Topics = all
+		} else {
+			p.Topics = make(map[string][]string, len(topics))
+			for _, t := range topics {
+				p.Topics[t] = all[t] // nil: nobody left in t
+			}
+		}
+	}
+	b.publish(b.presSubject, encodePresence(p))
+}
+
+// onMessage delivers another node's message to the hub. It runs on the
+// subscription's nats.go goroutine; the hub never blocks it.
+func (b *Broker) onMessage(msg *nats.Msg) {
+	env, err := decodeMessage(msg.Data)
+	if err == nil && env.node != b.opts.NodeID {
+		err = broadcast.CheckMessage(env.m)
+	}
+	if err != nil {
+		b.malformed.Add(1)
+		b.warn.warn("malformed", "dropped a message that is not ours", "subject", msg.Subject, "size", len(msg.Data), "err", err)
+		return
+	}
+	if env.node == b.opts.NodeID {
+		return // our own, already delivered locally
+	}
+	b.received.Add(1)
+	b.hub.PublishTo(env.topic, env.m) // checked above, so it is accepted
+}
+
+// onPresence records another node's presence.
+func (b *Broker) onPresence(msg *nats.Msg) {
+	p, err := decodePresence(msg.Data)
+	if err != nil {
+		b.malformed.Add(1)
+		b.warn.warn("malformed", "dropped a presence message that is not ours", "subject", msg.Subject, "size", len(msg.Data), "err", err)
+		return
+	}
+	if p.Node == b.opts.NodeID {
+		return
+	}
+	if p.Kind == kindBye {
+		b.mu.Lock()
+		n := b.remote[p.Node]
+		delete(b.remote, p.Node)
+		b.mu.Unlock()
+		if n != nil {
+			b.gone(n)
+		}
+		return
+	}
+	b.mu.Lock()
+	n := b.remote[p.Node]
+	if n == nil || p.Kind == kindHello || p.Kind == kindBeat {
+		if n == nil {
+			n = &node{}
+		}
+		n.topics = p.Topics // a full state replaces what we knew
+		b.remote[p.Node] = n
+	} else {
+		for t, ms := range p.Topics {
+			if len(ms) == 0 {
+				delete(n.topics, t)
+			} else {
+				n.topics[t] = ms
+			}
+		}
+	}
+	if n.topics == nil {
+		n.topics = map[string][]string{}
+	}
+	n.seen = time.Now()
+	b.mu.Unlock()
+	if p.Kind == kindHello {
+		b.enqueueState()
+	}
+}
+
+// enqueueState answers a hello with this node's whole presence, through the
+// outbox so that it stays in order with what was published before.
+func (b *Broker) enqueueState() {
+	for t := range b.local.Topics() {
+		b.enqueue(item{topic: t})
+	}
+}
+
+// expire forgets the nodes not heard from within PresenceExpiry.
+func (b *Broker) expire() {
+	now := time.Now()
+	var gone []*node
+	b.mu.Lock()
+	for id, n := range b.remote {
+		if now.Sub(n.seen) > b.opts.PresenceExpiry {
+			delete(b.remote, id)
+			gone = append(gone, n)
+			b.log.Warn("node presence expired", "gone", id, "silent", now.Sub(n.seen).Round(time.Millisecond))
+		}
+	}
+	b.mu.Unlock()
+	for _, n := range gone {
+		b.gone(n)
+	}
+}
+
+// gone reports the members of a departed node that no other node has.
+func (b *Broker) gone(n *node) {
+	if b.opts.OnNodeGone == nil {
+		return
+	}
+	for _, t := range slices.Sorted(maps.Keys(n.topics)) {
+		still := b.Members(t)
+		var left []string
+		for _, m := range n.topics[t] {
+			if _, ok := slices.BinarySearch(still, m); !ok {
+				left = append(left, m)
+			}
+		}
+		if len(left) > 0 {
+			b.opts.OnNodeGone(t, left)
+		}
+	}
+}
+
+// warner logs a kind of warning at most once a second, with the number of
+// occurrences since the last record.
+type warner struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	last map[string]time.Time
+	n    map[string]int
+}
+
+func (w *warner) warn(kind, msg string, args ...any) {
+	w.mu.Lock()
+	if w.last == nil {
+		w.last, w.n = map[string]time.Time{}, map[string]int{}
+	}
+	w.n[kind]++
+	now := time.Now()
+	if now.Sub(w.last[kind]) < time.Second {
+		w.mu.Unlock()
+		return
+	}
+	count := w.n[kind]
+	w.last[kind], w.n[kind] = now, 0
+	w.mu.Unlock()
+	w.log.Warn(msg, append(args, "count", count)...)
+}

@@ -1,0 +1,294 @@
+package natsbroker_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/wsnursery/wsnursery/internal/natstest"
+	"github.com/wsnursery/wsnursery/nursery"
+	"github.com/wsnursery/wsnursery/recipes/broadcast"
+	"github.com/wsnursery/wsnursery/recipes/broadcast/natsbroker"
+	"github.com/wsnursery/wsnursery/wsconn"
+)
+
+func TestMain(m *testing.M) {
+	natstest.ServeIfChild()
+	goleak.VerifyTestMain(m)
+}
+
+// testTimeout bounds every wait in this package's tests.
+const testTimeout = 30 * time.Second
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// node is one node of a test cluster: a hub, its NATS broker, and a
+// WebSocket server whose connections subscribe to the topic named in the
+// URL's query (?topic=T).
+type node struct {
+	hub    *broadcast.Hub
+	broker *natsbroker.Broker
+	nc     *nats.Conn
+	wsURL  string
+	subs   chan *broadcast.Subscriber // each new subscriber
+	served chan error                 // each Serve's result
+}
+
+// startNode starts a node on the NATS servers at natsURL (which need not
+// be up). The node is stopped at the end of the test: broker closed, then
+// the NATS connection and the WebSocket server.
+func startNode(t *testing.T, natsURL string, opts *natsbroker.Options, hubOpts *broadcast.Options) *node {
+	t.Helper()
+	n := &node{hub: broadcast.NewHub(hubOpts), subs: make(chan *broadcast.Subscriber, 16), served: make(chan error, 16)}
+	nc, err := natsbroker.Dial(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.nc = nc
+	if n.broker, err = natsbroker.New(n.hub, nc, opts); err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	n.wsURL = startWS(t, func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		s := n.hub.SubscribeTo(r.HTTPRequest.URL.Query().Get("topic"), c)
+		n.subs <- s
+		return nursery.Run(ctx, func(ctx context.Context, nn *nursery.Nursery) error {
+			nn.Go(func(ctx context.Context) error {
+				n.served <- s.Serve(ctx)
+				return nil
+			})
+			for {
+				if _, err := c.Receive(ctx); err != nil {
+					return nil
+				}
+			}
+		})
+	})
+	t.Cleanup(func() {
+		n.stop(t)
+		nc.Close()
+	})
+	return n
+}
+
+// stop closes the broker (saying goodbye).
+func (n *node) stop(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.broker.Close(ctx); err != nil && n.nc.IsConnected() {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// flush waits until the node's NATS server has its subscriptions (on one
+// server; a cluster spreads them over routes later).
+func (n *node) flush(t *testing.T) {
+	t.Helper()
+	if err := n.nc.FlushTimeout(testTimeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// subscribe connects a client to the node's topic and waits until it is
+// subscribed.
+func (n *node) subscribe(t *testing.T, ctx context.Context, topic string, opts *wsconn.DialOptions) *wsconn.Conn {
+	t.Helper()
+	c := dial(t, ctx, n.wsURL+"?topic="+url.QueryEscape(topic), opts)
+	recv(t, ctx, n.subs)
+	return c
+}
+
+func startWS(t *testing.T, h wsconn.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := wsconn.NewServer(h, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, smallSendBuf{ln}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve returned %v, want context.Canceled", err)
+		}
+	})
+	return "ws://" + ln.Addr().String() + "/"
+}
+
+// smallSendBuf shrinks each accepted connection's kernel send buffer, so
+// that a client that stops reading stalls the server within kilobytes.
+type smallSendBuf struct{ net.Listener }
+
+func (l smallSendBuf) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+func dial(t *testing.T, ctx context.Context, url string, opts *wsconn.DialOptions) *wsconn.Conn {
+	t.Helper()
+	c, err := wsconn.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Close(cctx, wsconn.StatusNormalClosure, "")
+	})
+	return c
+}
+
+// slowClientOptions give a client a tiny receive buffer: while it does not
+// call Receive, the server's writes to it stall within kilobytes.
+func slowClientOptions() *wsconn.DialOptions {
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	return &wsconn.DialOptions{NetDialContext: d.DialContext, DisconnectTimeout: 5 * time.Second}
+}
+
+func text(s string) wsconn.Message { return wsconn.Message{Type: wsconn.Text, Data: []byte(s)} }
+
+func numbered(i int) wsconn.Message { return text(strconv.Itoa(i)) }
+
+func publish(t *testing.T, b broadcast.Broker, topic string, m wsconn.Message) {
+	t.Helper()
+	if err := b.PublishTo(topic, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func expectText(t *testing.T, ctx context.Context, c *wsconn.Conn, want string) {
+	t.Helper()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatalf("Receive: %v (waiting for %q)", err, want)
+	}
+	if m.Type != wsconn.Text || string(m.Data) != want {
+		t.Fatalf("got %v %q, want text %q", m.Type, m.Data, want)
+	}
+}
+
+func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("timed out waiting: %v", ctx.Err())
+		panic("unreachable")
+	}
+}
+
+// eventually polls cond until it holds, failing the test when ctx ends.
+// For state that changes with no event to wait on (another node's presence
+// arriving over NATS).
+func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// resumeWithin publishes numbered probes from `from` on topic every 50 ms
+// until the client c (a subscriber of topic on another node) receives one,
+// and fails the test if that takes longer than limit. It returns how long
+// it took. Probes in flight after the first may still arrive at c.
+func resumeWithin(t *testing.T, ctx context.Context, from broadcast.Broker, topic string, c *wsconn.Conn, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(ctx)
+		got <- err
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		publish(t, from, topic, text("probe "+strconv.Itoa(i)))
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("cross-node delivery did not resume within %v: %v", limit, err)
+			}
+			return time.Since(start)
+		case <-tick.C:
+		}
+	}
+}
+
+// logRecords collects a logger's records.
+type logRecords struct {
+	mu   sync.Mutex
+	recs []slog.Record
+	new  chan struct{}
+}
+
+func newLogRecords() *logRecords { return &logRecords{new: make(chan struct{}, 1)} }
+
+func (l *logRecords) logger() *slog.Logger { return slog.New(l) }
+
+func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecords) WithGroup(string) slog.Handler            { return l }
+func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.recs = append(l.recs, r.Clone())
+	l.mu.Unlock()
+	select {
+	case l.new <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// find returns the messages of the records at level whose message contains
+// substr.
+func (l *logRecords) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		if r.Level == level && r.Message == msg {
+			n++
+		}
+	}
+	return n
+}
