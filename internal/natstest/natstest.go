@@ -4,7 +4,8 @@
 // server listens on 127.0.0.1 only.
 //
 // It is a module of its own so that nats-server stays out of the main
-// module's requirements.
+// module's requirements. Like internal/wstest it does not import package
+// testing: the helpers take a [TB].
 package natstest
 
 import (
@@ -19,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,19 +28,26 @@ import (
 // Timeout bounds every wait in the helpers.
 const Timeout = 20 * time.Second
 
+// TB is the part of TB the helpers use.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
 // Server is an embedded nats-server.
 type Server struct {
-	t    testing.TB
+	t    TB
 	opts server.Options
 	s    *server.Server
 }
 
 // Start runs a server on a free port of 127.0.0.1 until the test ends.
-func Start(t testing.TB) *Server { return start(t, "", nil) }
+func Start(t TB) *Server { return start(t, "", nil) }
 
 // start runs a server; with a cluster name it also listens for routes and
 // dials routes.
-func start(t testing.TB, cluster string, routes []*url.URL) *Server {
+func start(t TB, cluster string, routes []*url.URL) *Server {
 	t.Helper()
 	srv := &Server{t: t, opts: server.Options{
 		Host:   "127.0.0.1",
@@ -101,7 +108,7 @@ func (srv *Server) Shutdown() {
 func (srv *Server) Restart() {
 	srv.t.Helper()
 	if srv.s != nil {
-		srv.t.Fatal("natstest: Restart of a running server")
+		srv.t.Fatalf("natstest: Restart of a running server")
 	}
 	srv.run()
 }
@@ -109,7 +116,7 @@ func (srv *Server) Restart() {
 // Cluster runs n servers joined by routes (each dials the first; they
 // learn of each other from it) and waits until each has a route to every
 // other.
-func Cluster(t testing.TB, n int) []*Server {
+func Cluster(t TB, n int) []*Server {
 	t.Helper()
 	name := "wsnursery-test-" + strconv.Itoa(os.Getpid())
 	first := start(t, name, nil)
@@ -183,7 +190,7 @@ func ServeIfChild() {
 
 // Proc is a nats-server in a child process.
 type Proc struct {
-	t    testing.TB
+	t    TB
 	port int
 	cmd  *exec.Cmd
 }
@@ -191,7 +198,7 @@ type Proc struct {
 // StartProcess runs a nats-server in a child process (the test binary
 // itself; see ServeIfChild) on port of 127.0.0.1, 0 for a free one, and
 // kills it at the end of the test.
-func StartProcess(t testing.TB, port int) *Proc {
+func StartProcess(t TB, port int) *Proc {
 	t.Helper()
 	if port == 0 {
 		port = FreePort(t)
@@ -208,11 +215,11 @@ func (p *Proc) start() {
 	cmd.Env = append(os.Environ(), childEnv+"=127.0.0.1:"+strconv.Itoa(p.port))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		p.t.Fatal(err)
+		p.t.Fatalf("natstest: %v", err)
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
+		p.t.Fatalf("natstest: %v", err)
 	}
 	ready := make(chan error, 1)
 	go func() {
@@ -256,17 +263,17 @@ func (p *Proc) Kill() {
 func (p *Proc) Restart() {
 	p.t.Helper()
 	if p.cmd != nil {
-		p.t.Fatal("natstest: Restart of a running server")
+		p.t.Fatalf("natstest: Restart of a running server")
 	}
 	p.start()
 }
 
 // FreePort returns a port of 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("natstest: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wsnursery/wsnursery/internal/natstest"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/recipes/broadcast"
 	"github.com/wsnursery/wsnursery/recipes/broadcast/natsbroker"
 	"github.com/wsnursery/wsnursery/wsconn"
@@ -133,13 +134,13 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	eventually(t, ctx, "node 1 to see bob leave the room", members(n1.broker, "alice", "carol"))
 	n2.stop(t) // a goodbye
 	eventually(t, ctx, "node 1 to forget node 2", func() bool { return len(n1.broker.Members("hall")) == 0 })
-	if g := recv(t, ctx, gone); g.topic != "hall" || !slices.Equal(g.gone, []string{"bob"}) {
+	if g := wstest.Recv(t, ctx, gone); g.topic != "hall" || !slices.Equal(g.gone, []string{"bob"}) {
 		t.Fatalf("OnNodeGone(%q, %q), want hall, [bob]", g.topic, g.gone)
 	}
 
 	start := time.Now()
 	n3.nc.Close() // node 3 vanishes: no goodbye
-	if g := recv(t, ctx, gone); g.topic != "room" || !slices.Equal(g.gone, []string{"carol"}) {
+	if g := wstest.Recv(t, ctx, gone); g.topic != "room" || !slices.Equal(g.gone, []string{"carol"}) {
 		t.Fatalf("OnNodeGone(%q, %q), want room, [carol] (alice is still on node 1)", g.topic, g.gone)
 	}
 	if d := time.Since(start); d > opts.PresenceExpiry+2*opts.HeartbeatInterval+time.Second {
@@ -226,7 +227,7 @@ func TestSlowSubscriberOnOtherNode(t *testing.T) {
 			}
 		}
 	}
-	if err := recv(t, ctx, n2.served); !errors.Is(err, broadcast.ErrSlowSubscriber) {
+	if err := wstest.Recv(t, ctx, n2.served); !errors.Is(err, broadcast.ErrSlowSubscriber) {
 		t.Fatalf("slow subscriber's Serve = %v, want ErrSlowSubscriber", err)
 	}
 	for { // what the slow client got before its eviction, then the end

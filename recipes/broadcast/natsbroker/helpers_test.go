@@ -2,7 +2,6 @@ package natsbroker_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsnursery/wsnursery/internal/natstest"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/recipes/broadcast"
 	"github.com/wsnursery/wsnursery/recipes/broadcast/natsbroker"
@@ -30,12 +30,7 @@ func TestMain(m *testing.M) {
 // testTimeout bounds every wait in this package's tests.
 const testTimeout = 30 * time.Second
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testCtx(t *testing.T) context.Context { return wstest.Context(t, testTimeout) }
 
 // node is one node of a test cluster: a hub, its NATS broker, and a
 // WebSocket server whose connections subscribe to the topic named in the
@@ -64,7 +59,8 @@ func startNode(t *testing.T, natsURL string, opts *natsbroker.Options, hubOpts *
 		nc.Close()
 		t.Fatal(err)
 	}
-	n.wsURL = startWS(t, func(ctx context.Context, r *wsconn.Request) error {
+	ln := smallSendBuf{wstest.Listen(t)}
+	n.wsURL = wstest.Serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
 			return err
@@ -82,7 +78,7 @@ func startNode(t *testing.T, natsURL string, opts *natsbroker.Options, hubOpts *
 				}
 			}
 		})
-	})
+	}, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second}).URL
 	t.Cleanup(func() {
 		n.stop(t)
 		nc.Close()
@@ -112,28 +108,9 @@ func (n *node) flush(t *testing.T) {
 // subscribed.
 func (n *node) subscribe(t *testing.T, ctx context.Context, topic string, opts *wsconn.DialOptions) *wsconn.Conn {
 	t.Helper()
-	c := dial(t, ctx, n.wsURL+"?topic="+url.QueryEscape(topic), opts)
-	recv(t, ctx, n.subs)
+	c := wstest.Dial(t, ctx, n.wsURL+"?topic="+url.QueryEscape(topic), opts)
+	wstest.Recv(t, ctx, n.subs)
 	return c
-}
-
-func startWS(t *testing.T, h wsconn.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := wsconn.NewServer(h, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, smallSendBuf{ln}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve returned %v, want context.Canceled", err)
-		}
-	})
-	return "ws://" + ln.Addr().String() + "/"
 }
 
 // smallSendBuf shrinks each accepted connection's kernel send buffer, so
@@ -146,20 +123,6 @@ func (l smallSendBuf) Accept() (net.Conn, error) {
 		tc.SetWriteBuffer(4096)
 	}
 	return c, err
-}
-
-func dial(t *testing.T, ctx context.Context, url string, opts *wsconn.DialOptions) *wsconn.Conn {
-	t.Helper()
-	c, err := wsconn.Dial(ctx, url, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.Close(cctx, wsconn.StatusNormalClosure, "")
-	})
-	return c
 }
 
 // slowClientOptions give a client a tiny receive buffer: while it does not
@@ -197,17 +160,6 @@ func expectText(t *testing.T, ctx context.Context, c *wsconn.Conn, want string) 
 	}
 	if m.Type != wsconn.Text || string(m.Data) != want {
 		t.Fatalf("got %v %q, want text %q", m.Type, m.Data, want)
-	}
-}
-
-func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-ctx.Done():
-		t.Fatalf("timed out waiting: %v", ctx.Err())
-		panic("unreachable")
 	}
 }
 
@@ -279,8 +231,7 @@ func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// find returns the messages of the records at level whose message contains
-// substr.
+// count returns how many records have level and message msg.
 func (l *logRecords) count(level slog.Level, msg string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
