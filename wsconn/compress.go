@@ -123,14 +123,14 @@ func parseExtension(s string) (extension, bool) {
 	if !isToken(name) {
 		return extension{}, false
 	}
-	e := extension{name: strings.ToLower(name)}
+	e := extension{name: name}
 	for _, p := range parts[1:] {
 		k, v, hasValue := strings.Cut(p, "=")
 		k = strings.TrimSpace(k)
 		if !isToken(k) {
 			return extension{}, false
 		}
-		param := extParam{name: strings.ToLower(k), hasValue: hasValue}
+		param := extParam{name: k, hasValue: hasValue}
 		if hasValue {
 			v = strings.TrimSpace(v)
 			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
@@ -206,18 +206,20 @@ func windowBits(v string) bool {
 // 15 requires echoing the parameter (§7.1.2.1), which gorilla's response
 // cannot. client_max_window_bits, with or without a value, only says what
 // the client may use: the inflater reads any window, so it is accepted and
-// left out of the response (§7.1.2.2 allows that).
+// left out of the response (§7.1.2.2 allows that). Names are compared
+// without regard to case: gorilla sees only the offer's name, rewritten.
 func acceptOffer(e extension) bool {
-	if e.name != deflateName {
+	if !strings.EqualFold(e.name, deflateName) {
 		return false
 	}
 	seen := map[string]bool{}
 	for _, p := range e.params {
-		if seen[p.name] {
+		name := strings.ToLower(p.name)
+		if seen[name] {
 			return false
 		}
-		seen[p.name] = true
-		switch p.name {
+		seen[name] = true
+		switch name {
 		case "server_no_context_takeover", "client_no_context_takeover":
 			if p.hasValue {
 				return false
@@ -256,6 +258,8 @@ func negotiateDeflate(values []string) bool {
 // (it only limits the server's own window, and the inflater reads any) and
 // must echo both no_context_takeover parameters (gorilla fails the
 // handshake when either is missing, as the client cannot take over context).
+// Names must be in lower case, as gorilla, which ignores any other
+// spelling, would otherwise disagree on whether compression is on.
 func checkDeflateResponse(values []string, offered bool) (bool, error) {
 	if len(values) == 0 {
 		return false, nil

@@ -62,7 +62,7 @@ func TestNegotiateDeflate(t *testing.T) {
 		{nil, false},
 		{[]string{""}, false},
 		{[]string{"permessage-deflate"}, true},
-		{[]string{"Permessage-Deflate"}, true},
+		{[]string{"Permessage-Deflate; Client_Max_Window_Bits"}, true},
 		{[]string{"permessage-deflate; client_max_window_bits"}, true}, // what browsers send
 		{[]string{"permessage-deflate; client_max_window_bits=10"}, true},
 		{[]string{`permessage-deflate; client_max_window_bits="12"`}, true},
@@ -117,6 +117,8 @@ func TestCheckDeflateResponse(t *testing.T) {
 		{[]string{deflateResponse + "; mystery=1"}, true, false, true},
 		{[]string{"permessage-deflate; server_no_context_takeover"}, true, false, true},
 		{[]string{"permessage-deflate; =x"}, true, false, true},
+		{[]string{"Permessage-Deflate; server_no_context_takeover; client_no_context_takeover"}, true, false, true}, // gorilla ignores it
+		{[]string{"permessage-deflate; Server_No_Context_Takeover; client_no_context_takeover"}, true, false, true},
 	} {
 		got, err := checkDeflateResponse(tc.header, tc.offered)
 		if got != tc.negotiated || (err != nil) != tc.err {

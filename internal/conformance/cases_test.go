@@ -32,6 +32,17 @@ type wsCase struct {
 	serverOnly bool      // the case exists for the server role only
 	clientOnly bool
 	timeout    time.Duration // bounds the case; 0 means caseTimeout
+	// offer and response, when set, negotiate permessage-deflate (RFC
+	// 7692): the raw client offers offer, the raw server answers response.
+	offer, response string
+}
+
+// ext is what the raw peer offers or answers in role.
+func (c wsCase) ext(role string) string {
+	if role == "server" {
+		return c.offer
+	}
+	return c.response
 }
 
 func (c wsCase) roles() []string {
@@ -365,6 +376,8 @@ var cases = func() []wsCase {
 	add(fail("9.E6", "64-bit payload length with the most significant bit set", 1002, func(p *peer) {
 		p.writeRaw(appendHeader(nil, true, 0, opBinary, p.client, 1<<63|5))
 	}))
+
+	cs = append(cs, deflateCases()...) // 12.x, 13.x: permessage-deflate
 	return cs
 }()
 
@@ -397,7 +410,7 @@ func runCase(t *testing.T, role string, c wsCase) {
 	if maxSize == 0 {
 		maxSize = 4 << 20
 	}
-	p, results := setup(t, ctx, role, maxSize)
+	p, results := setup(t, ctx, role, maxSize, c.ext(role))
 	p.chop = c.chop
 	c.send(p)
 	p.chop = 0

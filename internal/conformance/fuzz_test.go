@@ -40,6 +40,11 @@ type echoServer struct {
 
 // startEchoServer serves on ln until the test ends.
 func startEchoServer(t testing.TB, ln net.Listener) *echoServer {
+	return startEchoServerMode(t, ln, wsconn.CompressionDisabled)
+}
+
+// startEchoServerMode is startEchoServer with compression mode.
+func startEchoServerMode(t testing.TB, ln net.Listener, mode wsconn.CompressionMode) *echoServer {
 	es := &echoServer{addr: ln.Addr().String()}
 	srv := wsconn.NewServer(func(hctx context.Context, r *wsconn.Request) error {
 		ch, ok := es.pending.Load(r.Path)
@@ -55,7 +60,7 @@ func startEchoServer(t testing.TB, ln net.Listener) *echoServer {
 		defer cancel()
 		ch.(chan appResult) <- echoLoop(ctx, c)
 		return nil
-	}, &wsconn.ServerOptions{ConnectTimeout: fuzzTimeout, DisconnectTimeout: fuzzTimeout, MaxMessageSize: fuzzLimit})
+	}, &wsconn.ServerOptions{ConnectTimeout: fuzzTimeout, DisconnectTimeout: fuzzTimeout, MaxMessageSize: fuzzLimit, Compression: mode})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
@@ -356,6 +361,15 @@ func startPipeServer(f *testing.F) (*echoServer, *pipenet.Listener) {
 
 // pipePeer connects a raw client peer to the in-memory server.
 func pipePeer(t *testing.T, es *echoServer, ln *pipenet.Listener) (*peer, <-chan appResult, context.Context) {
+	return pipePeerExt(t, es, ln, "")
+}
+
+// pipePeerExt is pipePeer offering the extensions ext.
+func pipePeerExt(t *testing.T, es *echoServer, ln *pipenet.Listener, ext string) (*peer, <-chan appResult, context.Context) {
+	offer := ""
+	if ext != "" {
+		offer = "Sec-WebSocket-Extensions: " + ext + "\r\n"
+	}
 	path, results := es.newPath()
 	t.Cleanup(func() { es.pending.Delete(path) })
 	ctx, cancel := context.WithTimeout(t.Context(), fuzzTimeout)
@@ -367,7 +381,7 @@ func pipePeer(t *testing.T, es *echoServer, ln *pipenet.Listener) (*peer, <-chan
 	hs := make(chan error, 1)
 	go func() {
 		_, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: pipe\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", path, key)
+			"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n", path, key, offer)
 		hs <- err
 	}()
 	if err := readUpgradeResponse(br, key); err != nil {
@@ -377,7 +391,9 @@ func pipePeer(t *testing.T, es *echoServer, ln *pipenet.Listener) (*peer, <-chan
 	if err := <-hs; err != nil {
 		t.Fatal(err)
 	}
-	return newPeer(t, ctx, conn, br, true), results, ctx
+	p := newPeer(t, ctx, conn, br, true)
+	p.deflate = ext != ""
+	return p, results, ctx
 }
 
 // FuzzClosePayload sends a Close frame with an arbitrary payload: wsconn

@@ -19,6 +19,7 @@ import (
 type handshakeCase struct {
 	id, desc     string
 	subprotocols []string // what the client offers
+	compress     bool     // the client offers permessage-deflate
 	// response returns the raw HTTP response for the client's key.
 	response func(key string) string
 	// rejected: Dial must return a *wsconn.ConnectionRejectedError with
@@ -79,6 +80,25 @@ var handshakeCases = []handshakeCase{
 	{id: "H.9", desc: "a subprotocol when the client offered none", response: upgrade("Sec-WebSocket-Protocol: chat")},
 	{id: "H.10", desc: "a subprotocol other than those offered", subprotocols: []string{"chat", "v2.chat"},
 		response: upgrade("Sec-WebSocket-Protocol: superchat")},
+	// RFC 7692 §7.1: the answer to the client's one permessage-deflate
+	// offer (both no_context_takeover parameters) may not add parameters
+	// it did not offer or cannot honour.
+	{id: "H.11", desc: "permessage-deflate answered with client_max_window_bits, not offered", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: " + plainAnswer + "; client_max_window_bits=10")},
+	{id: "H.12", desc: "permessage-deflate answered without client_no_context_takeover", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover")},
+	{id: "H.13", desc: "permessage-deflate answered without server_no_context_takeover", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover")},
+	{id: "H.14", desc: "permessage-deflate answered with server_max_window_bits=7 (out of range)", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: " + plainAnswer + "; server_max_window_bits=7")},
+	{id: "H.15", desc: "permessage-deflate answered twice", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: " + plainAnswer + ", " + plainAnswer)},
+	{id: "H.16", desc: "permessage-deflate answered with an unknown parameter", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: " + plainAnswer + "; x_mystery")},
+	{id: "H.17", desc: "permessage-deflate and an extension never offered", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: " + plainAnswer + ", x-webkit-deflate-frame")},
+	{id: "H.18", desc: "Permessage-Deflate in capitals (gorilla would not compress)", compress: true,
+		response: upgrade("Sec-WebSocket-Extensions: Permessage-Deflate; server_no_context_takeover; client_no_context_takeover")},
 }
 
 func TestClientHandshake(t *testing.T) {
@@ -101,7 +121,11 @@ func runHandshakeCase(t *testing.T, c handshakeCase) {
 	defer ln.Close()
 	dialed := make(chan error, 1)
 	go func() {
-		conn, err := wsconn.Dial(ctx, "ws://"+ln.Addr().String()+"/", &wsconn.DialOptions{Subprotocols: c.subprotocols})
+		opts := &wsconn.DialOptions{Subprotocols: c.subprotocols}
+		if c.compress {
+			opts.Compression = wsconn.CompressionNoContextTakeover
+		}
+		conn, err := wsconn.Dial(ctx, "ws://"+ln.Addr().String()+"/", opts)
 		if err == nil {
 			conn.Close(ctx, wsconn.StatusNormalClosure, "")
 			err = errors.New("Dial succeeded")

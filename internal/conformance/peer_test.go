@@ -47,6 +47,8 @@ type peer struct {
 	frames    chan readResult
 	sentClose bool // we sent a Close frame (valid or not)
 	closed    bool // we saw wsconn's Close frame
+	deflate   bool // permessage-deflate was negotiated: RSV1 may mark a message
+	inflated  bool // the last message expectMessage read was compressed
 }
 
 // newPeer starts reading frames from br (which buffers conn) in the
@@ -143,7 +145,7 @@ func (p *peer) nextFrame() frame {
 		p.t.Fatalf("wsconn sent %v after its Close frame", f)
 	}
 	switch {
-	case f.rsv != 0:
+	case f.rsv != 0 && !(p.deflate && f.rsv == 4 && (f.op == opText || f.op == opBinary)):
 		p.t.Fatalf("wsconn sent reserved bits: %v", f)
 	case f.masked == p.client:
 		p.t.Fatalf("wsconn (client=%t) sent a frame with masked=%t: %v", !p.client, f.masked, f)
@@ -167,13 +169,15 @@ func (p *peer) expectFrame(op byte, payload []byte) {
 }
 
 // expectMessage requires the next frames to form one data message of type
-// op with payload (wsconn may fragment it).
+// op with payload (wsconn may fragment it, and compress it when deflate
+// was negotiated: p.inflated then says so).
 func (p *peer) expectMessage(op byte, payload []byte) {
 	p.t.Helper()
 	f := p.nextFrame()
 	if f.op != op {
 		p.t.Fatalf("want a message with op=%#x (%s), got %v", op, short(payload), f)
 	}
+	p.inflated = f.rsv == 4
 	got := f.payload
 	for !f.fin {
 		f = p.nextFrame()
@@ -181,6 +185,12 @@ func (p *peer) expectMessage(op byte, payload []byte) {
 			p.t.Fatalf("want a continuation frame, got %v", f)
 		}
 		got = append(got, f.payload...)
+	}
+	if p.inflated {
+		var err error
+		if got, err = inflate(got); err != nil {
+			p.t.Fatalf("wsconn sent a compressed message that does not inflate: %v", err)
+		}
 	}
 	if !bytes.Equal(got, payload) {
 		p.t.Fatalf("echoed message differs: got %s, want %s", short(got), short(payload))
@@ -340,15 +350,31 @@ func checkApp(t testing.TB, res appResult, w closeWant) {
 // setup connects a raw peer to wsconn in the given role ("server": wsconn
 // serves and the peer is a raw client; "client": wsconn dials a raw
 // server). The app side runs echoLoop; its result arrives on the channel.
-func setup(t *testing.T, ctx context.Context, role string, maxSize int64) (*peer, <-chan appResult) {
+// With ext set, wsconn has compression on and the raw peer offers ext (as
+// the client) or answers with it (as the server); permessage-deflate must
+// then be negotiated.
+func setup(t *testing.T, ctx context.Context, role string, maxSize int64, ext string) (*peer, <-chan appResult) {
 	t.Helper()
+	var p *peer
+	var results <-chan appResult
 	if role == "server" {
-		return setupServer(t, ctx, maxSize)
+		p, results = setupServer(t, ctx, maxSize, ext)
+	} else {
+		p, results = setupClient(t, ctx, maxSize, ext)
 	}
-	return setupClient(t, ctx, maxSize)
+	p.deflate = ext != ""
+	return p, results
 }
 
-func setupServer(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-chan appResult) {
+// compressionFor is wsconn's Compression option for a case offering ext.
+func compressionFor(ext string) wsconn.CompressionMode {
+	if ext == "" {
+		return wsconn.CompressionDisabled
+	}
+	return wsconn.CompressionNoContextTakeover
+}
+
+func setupServer(t *testing.T, ctx context.Context, maxSize int64, ext string) (*peer, <-chan appResult) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -367,6 +393,7 @@ func setupServer(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 		ConnectTimeout:    caseTimeout,
 		DisconnectTimeout: 5 * time.Second,
 		MaxMessageSize:    maxSize,
+		Compression:       compressionFor(ext),
 	})
 	sctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -376,7 +403,7 @@ func setupServer(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 		awaitCleanup(t, served, "Server.Serve to return")
 	})
 
-	conn, br := dialRaw(t, ctx, ln.Addr().String())
+	conn, br := dialRawExt(t, ctx, ln.Addr().String(), ext)
 	return newPeer(t, ctx, conn, br, true), results
 }
 
@@ -384,6 +411,17 @@ func setupServer(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 // handshake by hand.
 func dialRaw(t testing.TB, ctx context.Context, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
+	return dialRawExt(t, ctx, addr, "")
+}
+
+// dialRawExt is dialRaw offering the extensions ext, which the server must
+// accept (as permessage-deflate) when ext is not empty.
+func dialRawExt(t testing.TB, ctx context.Context, addr, ext string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	offer := ""
+	if ext != "" {
+		offer = "Sec-WebSocket-Extensions: " + ext + "\r\n"
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -392,7 +430,7 @@ func dialRaw(t testing.TB, ctx context.Context, addr string) (net.Conn, *bufio.R
 	conn.SetDeadline(deadline(ctx))
 	key := base64.StdEncoding.EncodeToString([]byte("conformance-key!"))
 	fmt.Fprintf(conn, "GET /conformance HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", addr, key)
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n", addr, key, offer)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -403,10 +441,14 @@ func dialRaw(t testing.TB, ctx context.Context, addr string) (net.Conn, *bufio.R
 		conn.Close()
 		t.Fatalf("bad handshake response: %d %v", resp.StatusCode, resp.Header)
 	}
+	if got := resp.Header.Get("Sec-WebSocket-Extensions"); (got != "") != (ext != "") || ext != "" && !strings.HasPrefix(got, "permessage-deflate") {
+		conn.Close()
+		t.Fatalf("offered extensions %q, the server answered %q", ext, got)
+	}
 	return conn, br
 }
 
-func setupClient(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-chan appResult) {
+func setupClient(t *testing.T, ctx context.Context, maxSize int64, ext string) (*peer, <-chan appResult) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -420,6 +462,7 @@ func setupClient(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 		c, err := wsconn.Dial(ctx, "ws://"+ln.Addr().String()+"/conformance", &wsconn.DialOptions{
 			DisconnectTimeout: 5 * time.Second,
 			MaxMessageSize:    maxSize,
+			Compression:       compressionFor(ext),
 		})
 		if err != nil {
 			results <- appResult{err: err}
@@ -431,15 +474,21 @@ func setupClient(t *testing.T, ctx context.Context, maxSize int64) (*peer, <-cha
 	t.Cleanup(func() { awaitCleanup(t, exited, "the dialing application to return") })
 
 	conn, br := acceptHandshake(t, ctx, ln)
-	writeUpgradeResponse(conn)
+	writeUpgradeResponseExt(conn, ext)
 	return newPeer(t, ctx, conn, br, false), results
 }
 
 // writeUpgradeResponse accepts the upgrade request read by acceptHandshake
 // with a valid 101 response.
-func writeUpgradeResponse(conn *handshakeConn) {
+func writeUpgradeResponse(conn *handshakeConn) { writeUpgradeResponseExt(conn, "") }
+
+// writeUpgradeResponseExt is writeUpgradeResponse accepting extensions ext.
+func writeUpgradeResponseExt(conn *handshakeConn, ext string) {
+	if ext != "" {
+		ext = "Sec-WebSocket-Extensions: " + ext + "\r\n"
+	}
 	fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Accept: %s\r\n\r\n", acceptKey(conn.key))
+		"Sec-WebSocket-Accept: %s\r\n%s\r\n", acceptKey(conn.key), ext)
 }
 
 // handshakeConn is an accepted TCP connection whose upgrade request was read.

@@ -58,6 +58,12 @@ not have, **H** the client's opening handshake (RFC 6455 §4.1). "echo, close
 handshake answered; "close N" is the Close frame wsconn must send (and the
 code Receive and CloseReason must report, unless another is named).
 
+Cases 12.x and 13.x (internal/conformance/deflate_test.go) negotiate
+permessage-deflate (RFC 7692): wsconn has compression on, with its default
+512-byte threshold, and the raw peer offers (13.1: as named) or answers
+(13.2: as named) the extension; echoes of 512 bytes or more must come back
+compressed, shorter ones not. MaxMessageSize counts inflated bytes.
+
 | Case | Description | Role | Expected | Result |
 |------|-------------|------|----------|--------|
 `)
