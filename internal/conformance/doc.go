@@ -1,7 +1,8 @@
 // Package conformance holds no library code: its tests check package wsconn
 // against RFC 6455 and RFC 7692 (permessage-deflate), in both roles, with
-// hand-built frames written by raw TCP peers. The cases mirror the sections of the Autobahn TestSuite; their
-// results are listed in CONFORMANCE.md at the repository root, which
+// hand-built frames written by raw TCP peers. The cases mirror the sections
+// of the Autobahn TestSuite; their results are listed in CONFORMANCE.md at
+// the repository root, which
 //
 //	go test ./conformance -update-conformance
 //
