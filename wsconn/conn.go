@@ -80,7 +80,7 @@ type Conn struct {
 	subprotocol string
 	respHeader  http.Header
 
-	queue    chan Message  // filled by the reader, closed when it exits
+	queue    chan inbound  // filled by the reader, closed when it exits
 	writeSem chan struct{} // serialises data messages; a ctx can give up waiting
 	watch    writeWatch    // interrupts a data message whose ctx ends
 
@@ -96,7 +96,8 @@ type Conn struct {
 	dropQueue chan struct{} // discard became true
 	done      chan struct{} // the state became stateClosed
 
-	peerDead atomic.Bool // a ping timed out and no pong came since
+	peerDead  atomic.Bool               // a ping timed out and no pong came since
+	streaming atomic.Pointer[msgReader] // the Reader streaming the message at the head
 }
 
 func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {
@@ -109,7 +110,7 @@ func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig,
 		path:        path,
 		subprotocol: subprotocol,
 		respHeader:  header,
-		queue:       make(chan Message, cfg.queueSize),
+		queue:       make(chan inbound, cfg.queueSize),
 		writeSem:    make(chan struct{}, 1),
 		closing:     make(chan struct{}),
 		dropQueue:   make(chan struct{}),

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -17,48 +16,64 @@ import (
 // Receive returns the next message from the queue the reader goroutine
 // fills. Cancelling ctx only stops this call: no message is lost and the
 // connection stays open. Concurrent callers each receive distinct messages.
+// Receive discards the rest of a message a Reader is streaming.
 //
 // After the peer closes or the connection is lost, messages already queued
 // are still returned, then a *ConnectionClosedError. After a local Close
 // the queue is discarded and Receive fails at once.
 func (c *Conn) Receive(ctx context.Context) (Message, error) {
-	// A ready message or the end of the queue wins over ctx: the contexts
-	// of Open and of server handlers are cancelled because the connection
-	// closed, and that must not hide what was queued before.
-	if m, err, ok := c.tryReceive(); ok {
-		return m, err
-	}
-	select {
-	case m, ok := <-c.queue:
-		if !ok {
-			return Message{}, c.closedErr()
+	c.dropStream()
+	for {
+		in, err := c.next(ctx, "receive message")
+		if err != nil || in.s == nil {
+			return in.m, err
 		}
-		return m, nil
-	case <-c.dropQueue:
-		return Message{}, c.closedErr()
-	case <-ctx.Done():
-		if m, err, ok := c.tryReceive(); ok {
-			return m, err
-		}
-		return Message{}, fmt.Errorf("failed to receive message: %w", ctx.Err())
+		// A message longer than streamAhead: the reader goroutine reads it
+		// whole and queues it in its place.
+		in.s.claim <- false
 	}
 }
 
-// tryReceive is Receive without waiting; ok is false when it would wait.
-func (c *Conn) tryReceive() (m Message, err error, ok bool) {
+// next returns the next item of the queue; what names the operation in a
+// context's error.
+func (c *Conn) next(ctx context.Context, what string) (inbound, error) {
+	// A ready message or the end of the queue wins over ctx: the contexts
+	// of Open and of server handlers are cancelled because the connection
+	// closed, and that must not hide what was queued before.
+	if in, err, ok := c.tryNext(); ok {
+		return in, err
+	}
+	select {
+	case in, ok := <-c.queue:
+		if !ok {
+			return inbound{}, c.closedErr()
+		}
+		return in, nil
+	case <-c.dropQueue:
+		return inbound{}, c.closedErr()
+	case <-ctx.Done():
+		if in, err, ok := c.tryNext(); ok {
+			return in, err
+		}
+		return inbound{}, fmt.Errorf("failed to %s: %w", what, ctx.Err())
+	}
+}
+
+// tryNext is next without waiting; ok is false when it would wait.
+func (c *Conn) tryNext() (in inbound, err error, ok bool) {
 	select {
 	case <-c.dropQueue:
-		return Message{}, c.closedErr(), true
+		return inbound{}, c.closedErr(), true
 	default:
 	}
 	select {
-	case m, open := <-c.queue:
+	case in, open := <-c.queue:
 		if !open {
-			return Message{}, c.closedErr(), true
+			return inbound{}, c.closedErr(), true
 		}
-		return m, nil, true
+		return in, nil, true
 	default:
-		return Message{}, nil, false
+		return inbound{}, nil, false
 	}
 }
 
@@ -76,32 +91,66 @@ func (c *Conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
-		data, err := c.readMessage(r)
-		if err != nil {
-			if errors.Is(err, errTooBig) {
-				c.fail(StatusMessageTooBig, tooBigReason(c.cfg.maxMessageSize))
-			} else if c.cfg.compress.mode != CompressionDisabled && isInflateError(err) {
-				// The frames were well formed; what they carry is not
-				// valid deflate data, as with bad UTF-8 in a text message.
-				c.fail(StatusInvalidFramePayloadData, "invalid compressed data: "+err.Error())
-			} else {
-				c.readFailed(err)
-			}
+		if !c.readOne(MessageType(typ), r) {
 			return
 		}
-		if typ == websocket.TextMessage && !utf8.Valid(data) {
-			c.fail(StatusInvalidFramePayloadData, "invalid UTF-8 in text message")
-			return
-		}
-		if c.cfg.log != nil {
-			c.trace("websocket message received", "type", MessageType(typ).String(), "len", len(data))
-		}
-		select {
-		case c.queue <- Message{Type: MessageType(typ), Data: data}:
-		case <-c.dropQueue:
-			// Closed locally: nobody will receive it. Keep reading so that
-			// the peer's Close frame is seen.
-		}
+	}
+}
+
+// readOne reads one message and reports whether reading goes on. A message
+// that ends within streamAhead bytes is queued whole; a longer one is
+// handed on as a stream (stream.go).
+func (c *Conn) readOne(typ MessageType, r io.Reader) bool {
+	in := msgIn{r: r, limit: c.cfg.maxMessageSize, text: typ == Text}
+	bp := readBufs.Get().(*[]byte)
+	buf, eof, err := in.fill((*bp)[:0], streamAhead)
+	if err == nil && !eof {
+		// The buffer goes with the stream, not back to the pool.
+		return c.stream(in, typ, buf)
+	}
+	var data []byte
+	if err == nil {
+		data = make([]byte, len(buf))
+		copy(data, buf)
+	}
+	if cap(buf) <= 256<<10 { // do not pool the odd huge buffer
+		*bp = buf[:0]
+		readBufs.Put(bp)
+	}
+	if err != nil {
+		c.readError(err)
+		return false
+	}
+	if c.cfg.log != nil {
+		c.trace("websocket message received", "type", typ.String(), "len", len(data))
+	}
+	return c.deliver(Message{Type: typ, Data: data})
+}
+
+// deliver queues a whole message.
+func (c *Conn) deliver(m Message) bool {
+	select {
+	case c.queue <- inbound{m: m}:
+	case <-c.dropQueue:
+		// Closed locally: nobody will receive it. Keep reading so that
+		// the peer's Close frame is seen.
+	}
+	return true
+}
+
+// readError fails the connection for an error reading a message.
+func (c *Conn) readError(err error) {
+	switch {
+	case errors.Is(err, errTooBig):
+		c.fail(StatusMessageTooBig, tooBigReason(c.cfg.maxMessageSize))
+	case errors.Is(err, errInvalidUTF8):
+		c.fail(StatusInvalidFramePayloadData, errInvalidUTF8.Error())
+	case c.cfg.compress.mode != CompressionDisabled && isInflateError(err):
+		// The frames were well formed; what they carry is not
+		// valid deflate data, as with bad UTF-8 in a text message.
+		c.fail(StatusInvalidFramePayloadData, "invalid compressed data: "+err.Error())
+	default:
+		c.readFailed(err)
 	}
 }
 
@@ -111,44 +160,8 @@ func tooBigReason(limit int64) string {
 	return "message exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"
 }
 
-// readMessage reads one message, enforcing the size limit (inclusive) as
-// bytes arrive so that an oversized message is never buffered whole. For a
-// compressed message r inflates, so the limit counts inflated bytes as they
-// are produced: the buffer never grows past limit+1 bytes, whatever the
-// message would inflate to.
-func (c *Conn) readMessage(r io.Reader) ([]byte, error) {
-	bp := readBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
-	limit := c.cfg.maxMessageSize
-	defer func() {
-		if cap(buf) <= 256<<10 { // do not pool the odd huge buffer
-			*bp = buf[:0]
-			readBufs.Put(bp)
-		}
-	}()
-	for {
-		if len(buf) == cap(buf) {
-			buf = growBuf(buf, limit)
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if limit >= 0 && int64(len(buf)) > limit {
-			return nil, errTooBig
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	out := make([]byte, len(buf))
-	copy(out, buf)
-	return out, nil
-}
-
 // growBuf doubles a full read buffer, but to no more than limit+1 bytes
-// (one more than the limit, to see that it is exceeded); readMessage calls
+// (one more than the limit, to see that it is exceeded); msgIn.fill calls
 // it only while len(buf) <= limit.
 func growBuf(buf []byte, limit int64) []byte {
 	n := max(2*cap(buf), 4096)

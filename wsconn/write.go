@@ -48,26 +48,10 @@ func (c *Conn) SendBinary(ctx context.Context, b []byte) error {
 }
 
 func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
-	select {
-	case <-c.closing:
-		return c.closedErr()
-	default:
+	if err := c.acquireWrite(ctx, "send message"); err != nil {
+		return err
 	}
-	select {
-	case c.writeSem <- struct{}{}:
-	default:
-		select {
-		case c.writeSem <- struct{}{}:
-		case <-c.closing:
-			return c.closedErr()
-		case <-ctx.Done():
-			return fmt.Errorf("failed to send message: %w", ctx.Err())
-		}
-	}
-	defer func() { <-c.writeSem }()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("failed to send message: %w", err)
-	}
+	defer c.releaseWrite()
 
 	watched := ctx.Done() != nil
 	if watched {
@@ -85,16 +69,50 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return c.closedErr()
-		}
-		c.abort(CloseReason{Code: StatusAbnormalClosure})
-		return fmt.Errorf("failed to send message: %w: %w", c.closedErr(), err)
+		return c.writeFailed("send message", err)
 	}
 	if c.cfg.log != nil {
 		c.trace("websocket message sent", "type", typ.String(), "len", len(data))
 	}
 	return nil
+}
+
+// acquireWrite takes the turn to write a data message. If ctx ends or
+// closing starts first it fails, and nothing has been sent.
+func (c *Conn) acquireWrite(ctx context.Context, what string) error {
+	select {
+	case <-c.closing:
+		return c.closedErr()
+	default:
+	}
+	select {
+	case c.writeSem <- struct{}{}:
+	default:
+		select {
+		case c.writeSem <- struct{}{}:
+		case <-c.closing:
+			return c.closedErr()
+		case <-ctx.Done():
+			return fmt.Errorf("failed to %s: %w", what, ctx.Err())
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		<-c.writeSem
+		return fmt.Errorf("failed to %s: %w", what, err)
+	}
+	return nil
+}
+
+func (c *Conn) releaseWrite() { <-c.writeSem }
+
+// writeFailed is the error for a data write that failed: the connection is
+// closing, or it is aborted now.
+func (c *Conn) writeFailed(what string, err error) error {
+	if errors.Is(err, websocket.ErrCloseSent) {
+		return c.closedErr()
+	}
+	c.abort(CloseReason{Code: StatusAbnormalClosure})
+	return fmt.Errorf("failed to %s: %w: %w", what, c.closedErr(), err)
 }
 
 func (c *Conn) writeMessage(typ MessageType, data []byte) error {

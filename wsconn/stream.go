@@ -1,0 +1,407 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// streamAhead is how much of a message the reader goroutine reads before
+// anyone asks for it. A message that ends within it is queued whole; a
+// longer one waits at the head of the queue, its first bytes read, until
+// Reader streams it or Receive has it read whole.
+const streamAhead = 64 << 10
+
+// msgIn is the reader goroutine's state for one incoming message: every
+// byte passes through read, which enforces MaxMessageSize and checks text
+// as it arrives.
+type msgIn struct {
+	r     io.Reader
+	n     int64 // bytes read so far
+	limit int64 // < 0: no limit
+	text  bool
+	utf8  utf8Check
+}
+
+var errInvalidUTF8 = errors.New("invalid UTF-8 in text message")
+
+// read reads once from the message into b; eof reports its end.
+func (m *msgIn) read(b []byte) (n int, eof bool, err error) {
+	n, err = m.r.Read(b)
+	m.n += int64(n)
+	if m.limit >= 0 && m.n > m.limit {
+		return n, false, errTooBig
+	}
+	if m.text && !m.utf8.check(b[:n]) {
+		return n, false, errInvalidUTF8
+	}
+	if err == io.EOF {
+		if m.text && !m.utf8.complete() {
+			return n, false, errInvalidUTF8
+		}
+		return n, true, nil
+	}
+	return n, false, err
+}
+
+// fill appends the message's bytes to buf until its end, or until more than
+// ahead bytes are buffered (ahead < 0: no bound).
+func (m *msgIn) fill(buf []byte, ahead int) ([]byte, bool, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = growBuf(buf, m.limit)
+		}
+		n, eof, err := m.read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if eof || err != nil {
+			return buf, eof, err
+		}
+		if ahead >= 0 && len(buf) > ahead {
+			return buf, false, nil
+		}
+	}
+}
+
+// inStream is a message longer than streamAhead, at the head of the queue.
+// The consumer that takes it from the queue says on claim whether it
+// streams it (Reader) or wants it whole (Receive: the reader goroutine then
+// reads the rest and queues the whole message in its place). A stream
+// moves in chunks from the reader goroutine, which keeps reading, and so
+// keeps answering pings, only as fast as the consumer takes them.
+type inStream struct {
+	typ     MessageType
+	prefix  []byte     // read before the claim: the consumer's first chunk
+	claim   chan bool  // buffered: true to stream, false to read whole
+	chunks  chan chunk // the stream's further bytes
+	abandon chan struct{}
+	once    sync.Once
+	failed  chan struct{} // closed when the connection failed mid-message
+}
+
+type chunk struct {
+	b   []byte
+	eof bool
+}
+
+func (s *inStream) drop() { s.once.Do(func() { close(s.abandon) }) }
+
+// inbound is an item of the queue: a whole message, or a stream.
+type inbound struct {
+	m Message
+	s *inStream
+}
+
+// stream runs on the reader goroutine for a message that did not end
+// within streamAhead bytes (prefix), and reports whether reading goes on.
+func (c *Conn) stream(in msgIn, typ MessageType, prefix []byte) bool {
+	s := &inStream{typ: typ, prefix: prefix, claim: make(chan bool, 1),
+		chunks: make(chan chunk), abandon: make(chan struct{}), failed: make(chan struct{})}
+	var streamed bool
+	select {
+	case c.queue <- inbound{s: s}:
+		select {
+		case streamed = <-s.claim:
+		case <-c.dropQueue:
+			return c.skipRest(&in, prefix)
+		}
+	case <-c.dropQueue:
+		return c.skipRest(&in, prefix)
+	}
+	if !streamed {
+		buf, _, err := in.fill(prefix, -1)
+		if err != nil {
+			c.readError(err)
+			return false
+		}
+		return c.deliver(Message{Type: typ, Data: buf[:len(buf):len(buf)]})
+	}
+	// Two buffers in turn: the consumer asks for the next chunk only once
+	// it has used up the last, so the buffer that held it is free again.
+	bufs := [2][]byte{prefix[:cap(prefix)], make([]byte, cap(prefix))}
+	for i := 1; ; i ^= 1 {
+		n, eof, err := in.read(bufs[i])
+		if err != nil {
+			c.readError(err)
+			close(s.failed)
+			return false
+		}
+		if n == 0 && !eof {
+			continue
+		}
+		select {
+		case s.chunks <- chunk{bufs[i][:n], eof}:
+		case <-s.abandon:
+			return eof || c.skipRest(&in, bufs[i])
+		case <-c.dropQueue:
+			return eof || c.skipRest(&in, bufs[i])
+		}
+		if eof {
+			return true
+		}
+	}
+}
+
+// skipRest reads the rest of a message nobody wants, still checking it.
+func (c *Conn) skipRest(in *msgIn, buf []byte) bool {
+	buf = buf[:cap(buf)]
+	for {
+		_, eof, err := in.read(buf)
+		if err != nil {
+			c.readError(err)
+			return false
+		}
+		if eof {
+			return true
+		}
+	}
+}
+
+// Reader returns the next message as a stream, without buffering it whole.
+// MaxMessageSize still bounds it (negative: no limit), and text is checked
+// as it arrives: the connection fails with 1009 or 1007 as soon as the bytes
+// read break the rule, and the Read then fails.
+//
+// Cancelling ctx, or calling Reader or Receive again before the end,
+// discards the rest of the message; the connection stays open. The reader
+// must be read to the end (io.EOF) or abandoned that way: until then the
+// connection's reader goroutine reads no further, so pings are not
+// answered, as when the queue is full.
+//
+// Messages of up to 64 KiB are read ahead whole and queued like any other;
+// Reader then serves them from memory. A longer one is never read ahead
+// past its first 64 KiB: it waits at the head of the queue for Reader (or
+// Receive) to take it, and counts as a full queue until then. Either way
+// there is one order: Receive and Reader take the same queue, and a message
+// is delivered whole by Receive or streamed by Reader, never both.
+//
+// The returned io.Reader is not safe for concurrent use.
+func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	r, err := c.nextReader(ctx, ctx, "read message")
+	if err != nil {
+		return 0, nil, err
+	}
+	return r.typ, r, nil
+}
+
+// nextReader takes the next message for a reader whose Reads are bounded
+// by rctx; wait bounds the wait for the message.
+func (c *Conn) nextReader(wait, rctx context.Context, what string) (*msgReader, error) {
+	c.dropStream()
+	in, err := c.next(wait, what)
+	if err != nil {
+		return nil, err
+	}
+	if in.s == nil {
+		return &msgReader{c: c, ctx: rctx, typ: in.m.Type, buf: in.m.Data, eof: true}, nil
+	}
+	in.s.claim <- true
+	r := &msgReader{c: c, s: in.s, ctx: rctx, typ: in.s.typ, buf: in.s.prefix}
+	c.streaming.Store(r)
+	return r, nil
+}
+
+// dropStream abandons the message a Reader is streaming, if any.
+func (c *Conn) dropStream() {
+	if r := c.streaming.Load(); r != nil {
+		r.abandon()
+	}
+}
+
+// msgReader is what Reader returns.
+type msgReader struct {
+	c   *Conn
+	s   *inStream // nil for a message read whole
+	ctx context.Context
+	typ MessageType
+	buf []byte // the unread rest of the current chunk
+	eof bool   // buf is the message's last chunk
+	err error  // returned by every later Read
+}
+
+func (r *msgReader) Read(p []byte) (int, error) { return r.read(r.ctx, p, true) }
+
+// read is Read bounded by ctx; when ctx ends, drop says whether the rest of
+// the message is discarded (Reader) or stays for a later read (NetConn's
+// deadlines).
+func (r *msgReader) read(ctx context.Context, p []byte, drop bool) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, r.cancelled(ctx, drop)
+	}
+	if len(r.buf) == 0 {
+		if r.eof {
+			r.err = io.EOF
+			return 0, io.EOF
+		}
+		select {
+		case ch := <-r.s.chunks:
+			r.buf, r.eof = ch.b, ch.eof
+			if r.eof {
+				r.c.streaming.CompareAndSwap(r, nil)
+			}
+		case <-r.s.failed:
+			r.err = r.c.closedErr()
+			return 0, r.err
+		case <-r.c.dropQueue:
+			r.err = r.c.closedErr()
+			return 0, r.err
+		case <-ctx.Done():
+			return 0, r.cancelled(ctx, drop)
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *msgReader) cancelled(ctx context.Context, drop bool) error {
+	err := fmt.Errorf("failed to read message: %w", ctx.Err())
+	if drop {
+		r.abandon()
+		r.err = err
+	}
+	return err
+}
+
+// abandon discards the rest of the message.
+func (r *msgReader) abandon() {
+	r.c.streaming.CompareAndSwap(r, nil)
+	if r.s != nil {
+		r.s.drop()
+	}
+}
+
+// Writer streams one data message as fragments: a fragment goes out each
+// time the write buffer fills (a client's is 64 KiB, a server's 4 KiB, and
+// on a server a large Write goes out as a fragment of its own), and Close
+// sends the last one. Other
+// data sends wait until the writer is closed; pings, pongs and Close frames
+// go out between its frames.
+//
+// If ctx ends while Writer waits for its turn, nothing is sent and the
+// connection stays usable. Once Writer has returned, the message has
+// begun: if ctx ends before Close returns, the connection is aborted, since
+// a frame cannot be resumed halfway and no other message may start until
+// this one ends. The writer must be closed; until then no other data
+// message can be sent.
+//
+// A text writer checks its bytes as they come: a Write that would make the
+// text invalid UTF-8 fails and sends none of its bytes, and Close fails,
+// aborting the connection, when the text ends inside a character. With
+// compression negotiated the message is compressed as it streams.
+//
+// The returned writer is not safe for concurrent use.
+func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, error) {
+	if typ != Text && typ != Binary {
+		return nil, fmt.Errorf("failed to open writer: invalid message type %v", typ)
+	}
+	if err := c.acquireWrite(ctx, "open writer"); err != nil {
+		return nil, err
+	}
+	gw, err := c.ws.NextWriter(int(typ))
+	if err != nil {
+		c.releaseWrite()
+		return nil, c.writeFailed("open writer", err)
+	}
+	w := &msgWriter{c: c, ctx: ctx, w: gw, typ: typ}
+	w.stop = context.AfterFunc(ctx, func() { c.abort(abortedSend) })
+	return w, nil
+}
+
+type msgWriter struct {
+	c      *Conn
+	ctx    context.Context
+	w      io.WriteCloser
+	stop   func() bool
+	typ    MessageType
+	utf8   utf8Check
+	n      int64
+	closed bool
+	err    error
+}
+
+var errWriterClosed = errors.New("failed to write message: writer closed")
+
+func (w *msgWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errWriterClosed
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.typ == Text {
+		u := w.utf8
+		if !u.check(p) {
+			return 0, errors.New("failed to write message: text is not valid UTF-8")
+		}
+		w.utf8 = u
+	}
+	n, err := w.w.Write(p)
+	w.n += int64(n)
+	if err != nil {
+		w.err = w.failed(err)
+		return n, w.err
+	}
+	return n, nil
+}
+
+// Close sends the last fragment and gives the turn to the next message.
+// Closing again returns nil.
+func (w *msgWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	defer w.c.releaseWrite()
+	if w.err != nil {
+		w.stop()
+		return w.err
+	}
+	if w.typ == Text && !w.utf8.complete() {
+		w.stop()
+		w.c.abort(abortedSend)
+		return errors.New("failed to close writer: text ends inside a UTF-8 character (connection aborted)")
+	}
+	err := w.w.Close()
+	if !w.stop() {
+		return fmt.Errorf("failed to close writer: %w (connection aborted: a message cannot be resumed halfway)", w.ctx.Err())
+	}
+	if err != nil {
+		return w.failed(err)
+	}
+	if w.c.cfg.log != nil {
+		w.c.trace("websocket message sent", "type", w.typ.String(), "len", w.n, "streamed", true)
+	}
+	return nil
+}
+
+func (w *msgWriter) failed(err error) error {
+	if w.ctx.Err() != nil {
+		w.c.abort(abortedSend)
+		return fmt.Errorf("failed to write message: %w (connection aborted: a message cannot be resumed halfway)", w.ctx.Err())
+	}
+	return w.c.writeFailed("write message", err)
+}
+
+// CloseRead is for connections that only write. It reads and handles
+// everything the peer sends from now on: pings are answered and the peer's
+// Close is echoed as ever, and a data message closes the connection with
+// 1008 (policy violation). The returned context ends, with the
+// *ConnectionClosedError as cause, when the connection is closed (or when
+// ctx ends, which also stops the reading). Do not call Receive or Reader
+// after CloseRead.
+func (c *Conn) CloseRead(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancelCause(ctx)
+	c.afterDone(func() { cancel(c.closedErr()) })
+	go func() {
+		if _, _, err := c.Reader(ctx); err != nil {
+			return
+		}
+		c.Close(context.WithoutCancel(ctx), StatusPolicyViolation, "unexpected data message")
+	}()
+	return ctx
+}
