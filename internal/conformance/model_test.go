@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"encoding/binary"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -96,6 +97,12 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			return fail(1009)
 		}
 		if avail < n {
+			// Strict UTF-8 (Autobahn 6.4.x): text fails as soon as the
+			// bytes that arrived cannot begin valid UTF-8.
+			if !control && (op == opText || op == opCont && msgOp == opText) &&
+				!textCanContinue(append(slices.Clip(msg), unmask(s[:avail], key)...)) {
+				return fail(1007)
+			}
 			p.end, p.api = endEOF, 1006
 			return p
 		}
@@ -122,6 +129,9 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 				inMsg, msgOp, msg = true, op, nil
 			}
 			msg = append(msg, payload...)
+			if msgOp == opText && !textCanContinue(msg) {
+				return fail(1007)
+			}
 			if fin {
 				inMsg = false
 				if msgOp == opText && !utf8.Valid(msg) {
@@ -132,4 +142,40 @@ func predict(s []byte, fromClient bool, limit int) prediction {
 			}
 		}
 	}
+}
+
+func unmask(b []byte, key [4]byte) []byte {
+	out := make([]byte, len(b))
+	for i := range b {
+		out[i] = b[i] ^ key[i&3]
+	}
+	return out
+}
+
+// textCanContinue reports whether some continuation makes b valid UTF-8:
+// b is valid but for one character cut off at its end, which appended
+// bytes complete (all 64 values tried for the one byte whose range
+// depends on the first; the others are any continuation byte).
+func textCanContinue(b []byte) bool {
+	if utf8.Valid(b) {
+		return true
+	}
+	for k := 1; k <= 3 && k <= len(b); k++ {
+		head, tail := b[:len(b)-k], b[len(b)-k:]
+		if !utf8.Valid(head) {
+			continue
+		}
+		for total := k + 1; total <= 4; total++ {
+			for c := 0x80; c <= 0xbf; c++ {
+				r := append(slices.Clip(tail), 0x80, 0x80, 0x80)[:total]
+				if k == 1 {
+					r[1] = byte(c)
+				}
+				if utf8.Valid(r) && utf8.RuneCount(r) == 1 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
