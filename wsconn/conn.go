@@ -97,7 +97,7 @@ type Conn struct {
 	done      chan struct{} // the state became stateClosed
 
 	peerDead  atomic.Bool               // a ping timed out and no pong came since
-	streaming atomic.Pointer[msgReader] // the Reader streaming the message at the head
+	streaming atomic.Pointer[msgReader] // the last Reader, until read to the end
 }
 
 func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // streamAhead is how much of a message the reader goroutine reads before
@@ -193,16 +194,19 @@ func (c *Conn) nextReader(wait, rctx context.Context, what string) (*msgReader, 
 	if err != nil {
 		return nil, err
 	}
+	var r *msgReader
 	if in.s == nil {
-		return &msgReader{c: c, ctx: rctx, typ: in.m.Type, buf: in.m.Data, eof: true}, nil
+		r = &msgReader{c: c, ctx: rctx, typ: in.m.Type, buf: in.m.Data, eof: true}
+	} else {
+		in.s.claim <- true
+		r = &msgReader{c: c, s: in.s, ctx: rctx, typ: in.s.typ, buf: in.s.prefix}
 	}
-	in.s.claim <- true
-	r := &msgReader{c: c, s: in.s, ctx: rctx, typ: in.s.typ, buf: in.s.prefix}
 	c.streaming.Store(r)
 	return r, nil
 }
 
-// dropStream abandons the message a Reader is streaming, if any.
+// dropStream abandons the message the last Reader returned, if it has not
+// been read to the end.
 func (c *Conn) dropStream() {
 	if r := c.streaming.Load(); r != nil {
 		r.abandon()
@@ -218,7 +222,11 @@ type msgReader struct {
 	buf []byte // the unread rest of the current chunk
 	eof bool   // buf is the message's last chunk
 	err error  // returned by every later Read
+	// dropped is set when a later Reader or Receive discarded the rest.
+	dropped atomic.Bool
 }
+
+var errDiscarded = errors.New("failed to read message: the rest was discarded by a later Reader or Receive")
 
 func (r *msgReader) Read(p []byte) (int, error) { return r.read(r.ctx, p, true) }
 
@@ -227,6 +235,10 @@ func (r *msgReader) Read(p []byte) (int, error) { return r.read(r.ctx, p, true) 
 // deadlines).
 func (r *msgReader) read(ctx context.Context, p []byte, drop bool) (int, error) {
 	if r.err != nil {
+		return 0, r.err
+	}
+	if r.dropped.Load() {
+		r.err = errDiscarded
 		return 0, r.err
 	}
 	if err := ctx.Err(); err != nil {
@@ -269,6 +281,7 @@ func (r *msgReader) cancelled(ctx context.Context, drop bool) error {
 
 // abandon discards the rest of the message.
 func (r *msgReader) abandon() {
+	r.dropped.Store(true)
 	r.c.streaming.CompareAndSwap(r, nil)
 	if r.s != nil {
 		r.s.drop()
@@ -291,8 +304,10 @@ func (r *msgReader) abandon() {
 //
 // A text writer checks its bytes as they come: a Write that would make the
 // text invalid UTF-8 fails and sends none of its bytes, and Close fails,
-// aborting the connection, when the text ends inside a character. With
-// compression negotiated the message is compressed as it streams.
+// aborting the connection, when the text ends inside a character. When
+// compression was negotiated a streamed message is always compressed (its
+// size, which CompressionThreshold compares, is not known in advance), as
+// it streams: deflate holds no more than its window, never the message.
 //
 // The returned writer is not safe for concurrent use.
 func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, error) {
@@ -301,6 +316,11 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	}
 	if err := c.acquireWrite(ctx, "open writer"); err != nil {
 		return nil, err
+	}
+	if c.cfg.compress.mode != CompressionDisabled {
+		// The size is not known in advance: a stream is compressed
+		// whenever compression was negotiated.
+		c.ws.EnableWriteCompression(true)
 	}
 	gw, err := c.ws.NextWriter(int(typ))
 	if err != nil {
@@ -332,6 +352,12 @@ func (w *msgWriter) Write(p []byte) (int, error) {
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	select {
+	case <-w.c.closing:
+		w.err = w.failed(w.c.closedErr())
+		return 0, w.err
+	default:
 	}
 	if w.typ == Text {
 		u := w.utf8
@@ -383,6 +409,10 @@ func (w *msgWriter) failed(err error) error {
 	if w.ctx.Err() != nil {
 		w.c.abort(abortedSend)
 		return fmt.Errorf("failed to write message: %w (connection aborted: a message cannot be resumed halfway)", w.ctx.Err())
+	}
+	var closed *ConnectionClosedError
+	if errors.As(err, &closed) {
+		return err
 	}
 	return w.c.writeFailed("write message", err)
 }
