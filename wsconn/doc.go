@@ -23,6 +23,26 @@
 // Ping blocks until the matching pong arrives; a pong also answers every
 // ping sent before it, as RFC 6455 allows a peer to answer only the latest.
 //
+// # Streams
+//
+// Reader and Writer move one message as a stream, for messages too large
+// to hold (MaxMessageSize still bounds a Reader; negative means no limit).
+// A message of up to 64 KiB is read ahead whole, as always; a longer one is
+// read ahead only 64 KiB: it then waits at the head of the queue, counting
+// as a full queue, until Reader streams it or Receive has it read whole.
+// While it streams, the reader goroutine reads, and so answers pings, only
+// as fast as the application reads the stream: one that stops reading
+// mid-message stalls the connection's pongs just as a full queue does.
+// Cancelling a Reader's context discards the rest of its message and the
+// connection stays open. Text is checked as it arrives: invalid UTF-8 fails
+// the connection with 1007 as soon as it is read, not at the message's end.
+//
+// A Writer holds the turn to write data messages until it is closed; pings,
+// pongs and Close frames still go out between its frames. Its context
+// ending while it waits for the turn sends nothing; ending once it has
+// returned aborts the connection, as for Send. CloseRead serves a
+// connection that only writes.
+//
 // # Closing
 //
 // Close runs the closing handshake: it sends Close, waits (bounded by its

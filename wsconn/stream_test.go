@@ -185,25 +185,7 @@ func TestWriterStreamsLargeMessage(t *testing.T) {
 					ws.ReadMessage() // until the client closes
 				})
 			} else {
-				url = serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
-					c, err := r.Accept(ctx, nil)
-					if err != nil {
-						return err
-					}
-					typ, rd, err := c.Reader(ctx)
-					if err != nil {
-						result <- err
-						return nil
-					}
-					var chk patternChecker
-					if _, err := io.Copy(&chk, rd); err != nil {
-						result <- err
-						return nil
-					}
-					result <- checkResult(&chk, typ == wsconn.Binary, size)
-					c.Receive(ctx) // until the client closes
-					return nil
-				}, &wsconn.ServerOptions{MaxMessageSize: -1})
+				url = streamChecker(t, size, result)
 			}
 			var fc *frameCounter
 			c := dial(t, url, &wsconn.DialOptions{NetDialContext: countFrames(netDialer.DialContext, &fc)})
@@ -232,6 +214,30 @@ func TestWriterStreamsLargeMessage(t *testing.T) {
 	}
 }
 
+// streamChecker serves connections that read one binary message with
+// Reader and report on result whether it is size bytes of pattern.
+func streamChecker(t *testing.T, size int64, result chan<- error) string {
+	return serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		typ, rd, err := c.Reader(ctx)
+		if err != nil {
+			result <- err
+			return nil
+		}
+		var chk patternChecker
+		if _, err := io.Copy(&chk, rd); err != nil {
+			result <- err
+			return nil
+		}
+		result <- checkResult(&chk, typ == wsconn.Binary, size)
+		c.Receive(ctx) // until the client closes
+		return nil
+	}, &wsconn.ServerOptions{MaxMessageSize: -1})
+}
+
 func checkResult(chk *patternChecker, typeOK bool, n int64) error {
 	switch {
 	case !typeOK:
@@ -249,22 +255,7 @@ func checkResult(chk *patternChecker, typeOK bool, n int64) error {
 func TestWriterPingBetweenFragments(t *testing.T) {
 	ctx := ctxTimeout(t, 20*time.Second)
 	got := make(chan error, 1)
-	url := serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
-		c, err := r.Accept(ctx, nil)
-		if err != nil {
-			return err
-		}
-		_, rd, err := c.Reader(ctx)
-		if err != nil {
-			got <- err
-			return nil
-		}
-		var chk patternChecker
-		io.Copy(&chk, rd)
-		got <- checkResult(&chk, true, 2<<20)
-		c.Receive(ctx)
-		return nil
-	}, &wsconn.ServerOptions{MaxMessageSize: -1})
+	url := streamChecker(t, 2<<20, got)
 	c := dial(t, url, nil)
 	w, err := c.Writer(ctx, wsconn.Binary)
 	if err != nil {
@@ -288,25 +279,10 @@ func TestWriterPingBetweenFragments(t *testing.T) {
 	}
 }
 
-// orderedPeer is a raw gorilla peer over an in-memory pipe that reports
-// every message it reads, for tests under synctest.
+// orderedPeer is stalledPeer (send_test.go) reading from the start.
 func orderedPeer(t *testing.T) (*wsconn.Conn, chan string) {
-	ln := newPipeListener()
-	got := make(chan string, 16)
-	url := rawPeer(t, ln, func(ws *websocket.Conn) {
-		for {
-			_, b, err := ws.ReadMessage()
-			if err != nil {
-				close(got)
-				return
-			}
-			got <- string(b)
-		}
-	})
-	c, err := wsconn.Dial(context.Background(), url, &wsconn.DialOptions{NetDialContext: ln.Dial})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, release, got := stalledPeer(t)
+	close(release)
 	return c, got
 }
 
@@ -669,37 +645,38 @@ func TestReceiveAndReaderKeepOneOrder(t *testing.T) {
 		}
 		return typ, b
 	}
+	receive := func(what string, rctx context.Context, n int64) error {
+		t.Helper()
+		m, err := c.Receive(rctx)
+		if err == nil {
+			expect(what, m.Type, m.Data, n)
+		}
+		return err
+	}
 	typ, b := readAll()
 	expect("Reader of a short message", typ, b, 5)
-	m, err := c.Receive(ctx)
-	if err != nil {
+	if err := receive("Receive of a long message", ctx, long); err != nil {
 		t.Fatal(err)
 	}
-	expect("Receive of a long message", m.Type, m.Data, long)
-	m, err = c.Receive(ctx)
-	if err != nil {
+	if err := receive("Receive of a short message", ctx, 6); err != nil {
 		t.Fatal(err)
 	}
-	expect("Receive of a short message", m.Type, m.Data, 6)
 	typ, b = readAll()
 	expect("Reader of a long message", typ, b, long)
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	m, err = c.Receive(cctx)
+	err := receive("Receive after a cancelled Receive", cctx, long)
 	if errors.Is(err, context.Canceled) {
 		// The long message was not ready, or was being read whole.
-		m, err = c.Receive(ctx)
+		err = receive("Receive after a cancelled Receive", ctx, long)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	expect("Receive after a cancelled Receive", m.Type, m.Data, long)
-	m, err = c.Receive(ctx)
-	if err != nil {
+	if err := receive("the last message", ctx, 7); err != nil {
 		t.Fatal(err)
 	}
-	expect("the last message", m.Type, m.Data, 7)
 }
 
 // CloseRead: the peer's pings are answered, its data message closes the
