@@ -79,34 +79,9 @@ func TestServerAgainstChromium(t *testing.T) {
 		// The page is another origin (another port): allow exactly it.
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == page.origin },
 	})
-	// Everything Chromium writes goes below dir, whose path also marks its
-	// processes: the crash handlers it starts leave its process group.
-	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append(slices.Clone(chromiumFlags), "--user-data-dir="+filepath.Join(dir, "profile"),
-		page.origin+"/?ws="+strings.TrimPrefix(s.url, "ws://127.0.0.1:"))
-	env := []string{"HOME=" + dir, "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_CACHE_HOME=" + filepath.Join(dir, "cache")}
-	browser, err := interop.Start(ctx, interop.Chromium, args, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		browser.Stop(0)
-		stragglers := processesMentioning(dir)
-		for _, pid := range stragglers {
-			syscall.Kill(pid, syscall.SIGKILL) // a crash handler outside the group
-		}
-		t.Logf("chromium killed with its process group and %d helper(s) outside it", len(stragglers))
-		if left := processesMentioning(dir); len(left) > 0 {
-			t.Errorf("chromium processes left after the kill: %v", left)
-		}
-	}
+	browser, stop := startChromium(t, ctx, page, s.url, "")
 	defer stop()
 
 	if _, err := page.events.Next(ctx, func(e interop.Event) bool { return e.Event == "done" }); err != nil {
@@ -197,6 +172,43 @@ func TestServerAgainstChromium(t *testing.T) {
 			t.Errorf("browser saw %d (%s), want 1006 after an error event", e.Code, e.Detail)
 		}
 	})
+}
+
+// startChromium opens the page in headless Chromium against the WebSocket
+// server at wsURL, running the page's scenarios (a comma-separated list,
+// or "" for its default set). stop kills Chromium and every process it
+// started; it is safe to call more than once.
+func startChromium(t *testing.T, ctx context.Context, page *pageServer, wsURL, scenarios string) (browser *interop.Peer, stop func()) {
+	t.Helper()
+	// Everything Chromium writes goes below dir, whose path also marks its
+	// processes: the crash handlers it starts leave its process group.
+	dir := t.TempDir()
+	target := page.origin + "/?ws=" + strings.TrimPrefix(wsURL, "ws://127.0.0.1:")
+	if scenarios != "" {
+		target += "&scenarios=" + scenarios
+	}
+	args := append(slices.Clone(chromiumFlags), "--user-data-dir="+filepath.Join(dir, "profile"), target)
+	env := []string{"HOME=" + dir, "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_CACHE_HOME=" + filepath.Join(dir, "cache")}
+	browser, err := interop.Start(ctx, interop.Chromium, args, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	return browser, func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		browser.Stop(0)
+		stragglers := processesMentioning(dir)
+		for _, pid := range stragglers {
+			syscall.Kill(pid, syscall.SIGKILL) // a crash handler outside the group
+		}
+		t.Logf("chromium killed with its process group and %d helper(s) outside it", len(stragglers))
+		if left := processesMentioning(dir); len(left) > 0 {
+			t.Errorf("chromium processes left after the kill: %v", left)
+		}
+	}
 }
 
 // processesMentioning returns the pids of live processes whose command line

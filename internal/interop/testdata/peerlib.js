@@ -22,6 +22,12 @@ module.exports = {
     process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
   },
 
+  // openFields are extra fields of the "open" event: in scenario
+  // "compress", the negotiated extensions as detail "extensions=...".
+  openFields(scenario, extensions) {
+    return scenario === 'compress' ? { detail: 'extensions=' + extensions } : {};
+  },
+
   // scenarioOf maps a request path to its scenario: "/ping?x" -> "ping".
   scenarioOf(path) {
     return path.split('?')[0].replace(/^\/+|\/+$/g, '');

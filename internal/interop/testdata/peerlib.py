@@ -25,6 +25,14 @@ def emit(event, **fields):
     print(json.dumps(dict(event=event, **fields)), flush=True)
 
 
+def open_fields(scenario, extensions):
+    """Extra fields of the "open" event: in scenario "compress", the
+    negotiated Sec-WebSocket-Extensions as detail "extensions=..."."""
+    if scenario != "compress":
+        return {}
+    return {"detail": "extensions=" + (extensions or "")}
+
+
 def scenario_of(path):
     """The scenario a request path names: "/close-by-peer?x" -> "close-by-peer"."""
     return path.split("?", 1)[0].strip("/")

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Python websockets (asyncio API, 10.x) peer client for wsnursery's interop
 tests. Usage: websockets_client.py URL SCENARIO; scenarios as in
-trio_client.py. The rejection body is not exposed by this library
+trio_client.py, plus "compress": echo, reporting the negotiated extensions
+(permessage-deflate is offered, as by default). The rejection body is not exposed by this library
 (InvalidStatusCode carries the status and headers only).
 """
 import asyncio
@@ -9,7 +10,8 @@ import asyncio
 import websockets
 
 from peerlib import (MAX_MESSAGE, OFFERED, PEER_CLOSE_CODE, PEER_CLOSE_REASON,
-                     PEER_PING, REJECT_HEADER, TIMEOUT, emit, usage_client)
+                     PEER_PING, REJECT_HEADER, TIMEOUT, emit, open_fields,
+                     usage_client)
 
 
 def closed_event(scenario, ws):
@@ -26,7 +28,8 @@ async def main(url, scenario):
         emit("rejected", scenario=scenario, status=e.status_code,
              header=e.headers.get(REJECT_HEADER, ""))
         return
-    emit("open", scenario=scenario, subprotocol=ws.subprotocol or "")
+    emit("open", scenario=scenario, subprotocol=ws.subprotocol or "",
+         **open_fields(scenario, ws.response_headers.get("Sec-WebSocket-Extensions")))
     try:
         if scenario == "ping":
             waiter = await ws.ping(PEER_PING)

@@ -2,7 +2,8 @@
 """Python websockets (asyncio API, 10.x) peer server for wsnursery's interop
 tests. Same protocol as trio_server.py: prints {"event": "listening",
 "port": N}, serves until stdin closes; /reject rejects, /ping pings,
-/close-by-peer closes, anything else echoes.
+/close-by-peer closes, anything else echoes. permessage-deflate is on, as
+by default; /compress reports what was negotiated.
 """
 import asyncio
 import http
@@ -12,7 +13,8 @@ import websockets
 
 from peerlib import (MAX_MESSAGE, PEER_CLOSE_CODE, PEER_CLOSE_REASON, PEER_PING,
                      REJECT_BODY, REJECT_HEADER, REJECT_HEADER_VALUE,
-                     REJECT_STATUS, SUBPROTOCOL, TIMEOUT, emit, scenario_of)
+                     REJECT_STATUS, SUBPROTOCOL, TIMEOUT, emit, open_fields,
+                     scenario_of)
 
 
 def closed_event(scenario, ws):
@@ -21,7 +23,8 @@ def closed_event(scenario, ws):
 
 async def handler(ws):
     scenario = scenario_of(ws.path)
-    emit("open", scenario=scenario, subprotocol=ws.subprotocol or "")
+    emit("open", scenario=scenario, subprotocol=ws.subprotocol or "",
+         **open_fields(scenario, ws.response_headers.get("Sec-WebSocket-Extensions")))
     try:
         if scenario == "ping":
             waiter = await ws.ping(PEER_PING)

@@ -1,6 +1,8 @@
 'use strict';
 // Node ws peer client for wsnursery's interop tests.
-// Usage: node ws_client.js URL SCENARIO; scenarios as in trio_client.py.
+// Usage: node ws_client.js URL SCENARIO; scenarios as in trio_client.py,
+// plus "compress": echo, reporting the negotiated extensions (ws offers
+// permessage-deflate by default).
 const WebSocket = require('ws');
 const P = require('./peerlib.js');
 
@@ -31,7 +33,7 @@ ws.on('unexpected-response', (req, res) => {
 });
 
 ws.on('open', () => {
-  P.emit('open', { scenario, subprotocol: ws.protocol });
+  P.emit('open', { scenario, subprotocol: ws.protocol, ...P.openFields(scenario, ws.extensions) });
   if (scenario === 'ping') {
     const timer = setTimeout(() => P.emit('error', { scenario, detail: 'no pong' }), P.TIMEOUT_MS);
     ws.once('pong', (data) => {

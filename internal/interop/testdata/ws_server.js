@@ -2,7 +2,8 @@
 // Node ws peer server for wsnursery's interop tests. Same protocol as
 // trio_server.py: prints {"event":"listening","port":N}, serves until stdin
 // closes; /reject rejects, /ping pings, /close-by-peer closes, anything else
-// echoes every message with its type.
+// echoes every message with its type. With --compress, permessage-deflate
+// is on (perMessageDeflate: true); /compress reports what was negotiated.
 const { WebSocketServer } = require('ws');
 const P = require('./peerlib.js');
 
@@ -10,6 +11,7 @@ const wss = new WebSocketServer({
   host: '127.0.0.1',
   port: 0,
   maxPayload: P.MAX_MESSAGE,
+  perMessageDeflate: process.argv.slice(2).includes('--compress'),
   handleProtocols: (protocols) => (protocols.has(P.SUBPROTOCOL) ? P.SUBPROTOCOL : false),
   verifyClient: (info, done) => {
     if (P.scenarioOf(info.req.url) !== 'reject') return done(true);
@@ -22,7 +24,7 @@ wss.on('listening', () => P.emit('listening', { port: wss.address().port }));
 
 wss.on('connection', (ws, req) => {
   const scenario = P.scenarioOf(req.url);
-  P.emit('open', { scenario, subprotocol: ws.protocol });
+  P.emit('open', { scenario, subprotocol: ws.protocol, ...P.openFields(scenario, ws.extensions) });
   ws.on('close', (code, reason) => P.emit('closed', { scenario, code, reason: reason.toString('utf8') }));
   ws.on('error', (err) => P.emit('error', { scenario, detail: String(err) }));
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));

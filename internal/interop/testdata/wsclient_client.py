@@ -3,7 +3,8 @@
 tests. Usage: wsclient_client.py URL SCENARIO; scenarios as in
 trio_client.py.
 
-This library is synchronous: it answers pings only while a recv call runs,
+Scenario "compress" echoes like "echo" and reports the negotiated
+extensions: this library offers none. This library is synchronous: it answers pings only while a recv call runs,
 replies to a Close frame with 1000 rather than echoing the code, and its
 rejection exception carries status and headers but not the body.
 """
@@ -13,7 +14,8 @@ import websocket
 from websocket import ABNF
 
 from peerlib import (OFFERED, PEER_CLOSE_CODE, PEER_CLOSE_REASON, PEER_PING,
-                     REJECT_HEADER, TIMEOUT, emit, header_value, usage_client)
+                     REJECT_HEADER, TIMEOUT, emit, header_value, open_fields,
+                     usage_client)
 
 
 def parse_close(data):
@@ -43,7 +45,8 @@ def main(url, scenario):
         emit("rejected", scenario=scenario, status=e.status_code,
              header=header_value((e.resp_headers or {}).items(), REJECT_HEADER))
         return
-    emit("open", scenario=scenario, subprotocol=ws.getsubprotocol() or "")
+    emit("open", scenario=scenario, subprotocol=ws.getsubprotocol() or "",
+         **open_fields(scenario, (ws.getheaders() or {}).get("sec-websocket-extensions")))
     try:
         if scenario == "ping":
             ws.ping(PEER_PING)
