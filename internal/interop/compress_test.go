@@ -3,7 +3,6 @@ package interop_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -152,20 +151,7 @@ func startCompressServer(t *testing.T, opts *wsconn.ServerOptions) *compressServ
 		s.results <- runCompress(ctx, c, wire)
 		return nil
 	}, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, countedListener{ln, wire}) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-served:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(2 * disconnectTimeout):
-			t.Error("Serve did not return after its context was cancelled")
-		}
-	})
+	serveUntilCleanup(t, srv, countedListener{ln, wire})
 	return s
 }
 

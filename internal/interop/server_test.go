@@ -48,7 +48,13 @@ func startGoServer(t *testing.T, opts *wsconn.ServerOptions) *goServer {
 	}
 	opts.MaxMessageSize = maxMessageSize
 	opts.DisconnectTimeout = disconnectTimeout
-	srv := wsconn.NewServer(s.handle, opts)
+	serveUntilCleanup(t, wsconn.NewServer(s.handle, opts), ln)
+	return s
+}
+
+// serveUntilCleanup runs srv on ln until t ends, then checks that Serve
+// returns in time.
+func serveUntilCleanup(t *testing.T, srv *wsconn.Server, ln net.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
@@ -63,7 +69,6 @@ func startGoServer(t *testing.T, opts *wsconn.ServerOptions) *goServer {
 			t.Error("Serve did not return after its context was cancelled")
 		}
 	})
-	return s
 }
 
 func (s *goServer) handle(ctx context.Context, r *wsconn.Request) error {
