@@ -114,7 +114,10 @@ func (r *Request) Accept(ctx context.Context, opts *AcceptOptions) (*Conn, error
 		c.Close(ctx, StatusGoingAway, "server shutting down")
 		return nil, fmt.Errorf("failed to accept: %w", ErrServerClosed)
 	}
-	c.trace("websocket accepted", "path", r.Path, "subprotocol", opts.Subprotocol)
+	if c.cfg.log != nil {
+		c.trace("websocket handshake accepted", "status", http.StatusSwitchingProtocols, "path", r.Path, "subprotocol", opts.Subprotocol,
+			"header", traceHeader(acceptHeader(hr.Header.Get("Sec-WebSocket-Key"), header, comp.mode != CompressionDisabled)))
+	}
 	return c, nil
 }
 
@@ -138,6 +141,9 @@ func (r *Request) Reject(ctx context.Context, status int, header http.Header, bo
 		h[k] = slices.Clone(vs)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if log := r.srv.cfg.log; log != nil {
+		log.Debug("websocket handshake rejected", "status", status, "path", r.Path, "header", traceHeader(h))
+	}
 	r.w.WriteHeader(status)
 	if _, err := r.w.Write(body); err != nil {
 		return fmt.Errorf("failed to reject: %w", err)

@@ -152,8 +152,6 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 			return fmt.Errorf("failed to close: %w", ctx.Err())
 		}
 	}
-	c.trace("websocket closing", "code", int(code), "reason", reason)
-
 	deadline := c.controlDeadline(ctx)
 	dead := c.peerDead.Load()
 	if dead {
@@ -161,7 +159,7 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 			deadline = d
 		}
 	}
-	err := c.ws.WriteControl(websocket.CloseMessage, formatClose(code, reason), deadline)
+	err := c.writeClose(code, reason, deadline)
 	if dead || (err != nil && err != websocket.ErrCloseSent) {
 		c.netConn.Close()
 		<-c.done
@@ -202,8 +200,7 @@ func (c *Conn) fail(code StatusCode, reason string) {
 	if c.transition(evFail, CloseReason{Code: code, Reason: reason}) != stateOpen {
 		return
 	}
-	c.trace("websocket failing connection", "code", int(code), "reason", reason)
-	c.ws.WriteControl(websocket.CloseMessage, formatClose(code, reason), time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
+	c.writeClose(code, reason, time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
 }
 
 // handleClose runs inside the reader when the peer's Close frame arrives.
@@ -219,7 +216,7 @@ func (c *Conn) handleClose(code int, text string) error {
 		if !wire.sendable() {
 			wire, text = StatusNormalClosure, ""
 		}
-		c.ws.WriteControl(websocket.CloseMessage, formatClose(wire, text), time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
+		c.writeClose(wire, text, time.Now().Add(min(c.cfg.disconnectTimeout, time.Second)))
 	}
 	return nil
 }
@@ -251,6 +248,16 @@ func (c *Conn) finish() {
 	for _, f := range hooks {
 		f()
 	}
+}
+
+// writeClose sends a Close frame (once: gorilla refuses a second one with
+// ErrCloseSent), and traces it.
+func (c *Conn) writeClose(code StatusCode, reason string, deadline time.Time) error {
+	err := c.ws.WriteControl(websocket.CloseMessage, formatClose(code, reason), deadline)
+	if err == nil {
+		c.trace("websocket close sent", "code", int(code), "reason", reason)
+	}
+	return err
 }
 
 // truncateReason cuts s to maxCloseReason bytes without splitting a rune.

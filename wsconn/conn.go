@@ -40,7 +40,8 @@ type connConfig struct {
 	disconnectTimeout time.Duration
 	maxMessageSize    int64 // < 0: unlimited
 	queueSize         int
-	log               *slog.Logger
+	log               *slog.Logger // nil unless Debug tracing is on
+	tracePayloads     bool
 	onPing, onPong    func(payload []byte)
 	compress          compression // what the handshake negotiated
 }
@@ -134,13 +135,6 @@ func (c *Conn) side() string {
 		return "client"
 	}
 	return "server"
-}
-
-// trace logs a debug record when a Logger was configured.
-func (c *Conn) trace(msg string, args ...any) {
-	if c.cfg.log != nil {
-		c.cfg.log.Debug(msg, args...)
-	}
 }
 
 // Subprotocol returns the negotiated subprotocol, or "".

@@ -47,8 +47,14 @@ type DialOptions struct {
 	// before the reader stops reading. Default 1; negative means none (the
 	// reader hands each message straight to a waiting Receive).
 	MessageQueueSize int
-	// Logger receives debug records of handshakes, frames and closes.
+	// Logger, when its Debug level is enabled, receives a trace of the
+	// connection: the handshake request and response headers (credentials
+	// redacted), messages (type and length), pings, pongs and Close frames
+	// both ways. See the package documentation.
 	Logger *slog.Logger
+	// TracePayloads adds the payloads of messages, pings and pongs to the
+	// trace (text as is, binary in hex, at most 1 KiB per record).
+	TracePayloads bool
 	// OnPing and OnPong, when set, observe the pings the peer sends (after
 	// they are answered) and the pongs it sends. They run on the
 	// connection's reader goroutine and must not block.
@@ -65,7 +71,9 @@ type DialOptions struct {
 	CompressionThreshold int
 }
 
-// Dial opens a client connection to a ws:// or wss:// URL.
+// Dial opens a client connection to a ws:// or wss:// URL; http:// and
+// https:// URLs are taken as ws:// and wss:// (the handshake is an HTTP
+// request to the same place).
 //
 // ctx bounds the whole opening handshake, including the HTTP upgrade
 // exchange; the connection outlives ctx once Dial returns. A server that
@@ -78,8 +86,14 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	if err != nil {
 		return nil, fmt.Errorf("failed to dial: %w", err)
 	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return nil, fmt.Errorf("failed to dial %q: scheme must be ws or wss", rawURL)
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return nil, fmt.Errorf("failed to dial %q: scheme must be ws, wss, http or https", rawURL)
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("failed to dial %q: no host", rawURL)
@@ -101,6 +115,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		header.Set("Host", hostHeader(u))
 	}
 	cfg := newConnConfig(opts.DisconnectTimeout, opts.MaxMessageSize, opts.MessageQueueSize, opts.Logger)
+	cfg.tracePayloads = opts.TracePayloads
 	cfg.onPing, cfg.onPong = opts.OnPing, opts.OnPong
 	comp, err := newCompression(opts.Compression, opts.CompressionLevel, opts.CompressionThreshold)
 	if err != nil {
@@ -216,6 +231,12 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 		cfg.log.Debug("websocket dialing", "url", u.Redacted(), "subprotocols", opts.Subprotocols)
 	}
 	ws, resp, err := d.DialContext(gctx, u.String(), header)
+	if cfg.log != nil && resp != nil {
+		if resp.Request != nil {
+			cfg.log.Debug("websocket handshake sent", "url", u.Redacted(), "header", traceHeader(resp.Request.Header))
+		}
+		cfg.log.Debug("websocket handshake response", "status", resp.StatusCode, "header", traceHeader(resp.Header))
+	}
 	if !stop() && err == nil {
 		ws.NetConn().Close()
 		err = context.Cause(dctx)

@@ -182,12 +182,10 @@ func wantRejected(t *testing.T, err error) *wsconn.ConnectionRejectedError {
 	return re
 }
 
-// Only ws and wss URLs are dialed; anything else fails before any network
-// I/O (no dial, no proxy lookup).
-func TestDialOnlyWSAndWSS(t *testing.T) {
+// Only ws, wss, http and https URLs are dialed; anything else fails before
+// any network I/O (no dial, no proxy lookup).
+func TestDialOnlyWebSocketSchemes(t *testing.T) {
 	for _, u := range []string{
-		"http://127.0.0.1:1/",
-		"https://127.0.0.1:1/",
 		"ftp://127.0.0.1:1/",
 		"file:///tmp/socket",
 		"wsx://127.0.0.1:1/",
@@ -367,6 +365,25 @@ func TestDialServerPicksUnofferedSubprotocol(t *testing.T) {
 	}
 }
 
+// An http:// URL is dialed as ws://, with the same Host header rule.
+func TestDialHTTPURL(t *testing.T) {
+	seen := make(chan seenHandshake, 4)
+	url := serve(t, nil, recordingEcho("", seen), nil)
+	addr := strings.TrimPrefix(url, "ws://")
+	roundTrip(t, dial(t, "http://"+addr+"/plain?q=1", nil))
+	if h := within(t, 10*time.Second, seen); h.Path != "/plain?q=1" || h.Host != addr {
+		t.Errorf("server saw Host %q Path %q", h.Host, h.Path)
+	}
+	asked := make(chan string, 1)
+	roundTrip(t, dial(t, "HTTP://localhost/", &wsconn.DialOptions{NetDialContext: redirectDial(addr, asked)}))
+	if a := within(t, time.Second, asked); a != "localhost:80" {
+		t.Errorf("dialed %q, want localhost:80", a)
+	}
+	if h := within(t, 10*time.Second, seen); h.Host != "localhost" {
+		t.Errorf("server saw Host %q, want localhost", h.Host)
+	}
+}
+
 // wss uses TLSConfig; the Host header drops :443 only for wss.
 func TestDialTLS(t *testing.T) {
 	seen := make(chan seenHandshake, 16)
@@ -400,8 +417,16 @@ func TestDialTLS(t *testing.T) {
 		}
 		roundTrip(t, c)
 	})
+	t.Run("https URL", func(t *testing.T) {
+		c := dial(t, "https://"+addr+"/secure", &wsconn.DialOptions{TLSConfig: &tls.Config{RootCAs: pool}})
+		if h := within(t, 10*time.Second, seen); h.Path != "/secure" {
+			t.Errorf("server saw Path %q", h.Path)
+		}
+		roundTrip(t, c)
+	})
 	for _, tc := range []struct{ url, host, dialed string }{
 		{"wss://localhost/", "localhost", "localhost:443"},
+		{"https://localhost/", "localhost", "localhost:443"},
 		{"wss://localhost:443/", "localhost", "localhost:443"},
 		{"wss://localhost:80/", "localhost:80", "localhost:80"},
 	} {

@@ -135,4 +135,32 @@
 // caused by the close is replaced by the *ConnectionClosedError. A Server
 // logs a handler's error or panic unless it is the connection's own close
 // or the end of the server or request.
+//
+// # Logging and tracing
+//
+// A Server logs what goes wrong through ServerOptions.Logger, or
+// slog.Default() when that is nil, as net/http logs through the log
+// package's default: handler errors and panics at Error; refused handshakes
+// (not a WebSocket handshake, a forbidden origin, MaxConnections reached)
+// at Warn, and those refused during shutdown at Info. Tracing is opt-in: a
+// Logger whose Debug level is enabled, in DialOptions or ServerOptions,
+// receives one Debug record per event, much as websocket-client's
+// enableTrace prints: the handshake request and response headers
+// ("websocket handshake sent"/"response" on a client, "received"/"accepted"
+// on a server; Authorization, Proxy-Authorization, Cookie and Set-Cookie
+// redacted), every message sent and received (type, len), pings and pongs
+// both ways (len), Close frames both ways (code, reason) and the end of
+// the connection. Payload bytes are added only with TracePayloads (text as
+// is, binary in hex, at most 1 KiB per record).
+//
+// # Protecting a server
+//
+// A Server run with Serve or ListenAndServe drops clients that do not send
+// their handshake within ConnectTimeout (it is the http.Server's
+// ReadHeaderTimeout and IdleTimeout), refuses request headers over
+// MaxHeaderBytes (default 64 KiB) with 431, and, with MaxConnections,
+// answers handshakes beyond that many running handlers with 503 Service
+// Unavailable and Retry-After while the open connections go on. Mounted
+// with ServeHTTP in an http.Server of your own, the first two are that
+// server's settings: set its ReadHeaderTimeout and MaxHeaderBytes.
 package wsconn

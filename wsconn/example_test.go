@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -250,4 +251,38 @@ func ExampleRequest_Reject() {
 	// 401 Bearer realm="chat" a token is required
 	// is ErrHandshake: true
 	// accepted
+}
+
+func ExampleListenAndServe() {
+	greet := func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return c.SendText(ctx, "hello from "+r.Path)
+	}
+	err := nursery.Run(context.Background(), func(ctx context.Context, n *nursery.Nursery) error {
+		// ":0" picks a free port; OnListen hands the address over, and has
+		// the type nursery.Start's started function has.
+		addr, err := nursery.Start(n, func(ctx context.Context, started func(net.Addr)) error {
+			return wsconn.ListenAndServe(ctx, "127.0.0.1:0", greet, &wsconn.ServerOptions{OnListen: started})
+		})
+		if err != nil {
+			return err
+		}
+		err = wsconn.Open(ctx, "ws://"+addr.String()+"/lobby", nil, func(ctx context.Context, c *wsconn.Conn) error {
+			m, err := c.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Println(string(m.Data))
+			return nil
+		})
+		n.Cancel(nil) // stops the server
+		return err
+	})
+	fmt.Println("done:", err)
+	// Output:
+	// hello from /lobby
+	// done: <nil>
 }

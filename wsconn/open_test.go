@@ -164,7 +164,7 @@ func TestOpenDialFailure(t *testing.T) {
 	rejecting := serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
 		return r.Reject(ctx, 404, nil, []byte("no such room"))
 	}, nil)
-	for _, url := range []string{"http://127.0.0.1:1/", rejecting} {
+	for _, url := range []string{"ws://127.0.0.1:1/", rejecting} {
 		ran := false
 		err := wsconn.Open(ctxTimeout(t, 10*time.Second), url, nil, func(context.Context, *wsconn.Conn) error {
 			ran = true

@@ -46,6 +46,7 @@ func (c *Conn) Ping(ctx context.Context, payload []byte) error {
 		}
 		return err
 	}
+	c.traceData("websocket ping sent", 0, []byte(p.payload))
 	select {
 	case <-p.pong:
 	case <-c.closing:
@@ -63,7 +64,7 @@ func (c *Conn) Ping(ctx context.Context, payload []byte) error {
 		}
 	}
 	if c.cfg.log != nil {
-		c.trace("websocket pong received", "rtt", time.Since(start))
+		c.trace("websocket ping answered", "rtt", time.Since(start))
 	}
 	return nil
 }
@@ -129,6 +130,9 @@ func (c *Conn) deregisterPing(p *pendingPing) {
 // ping sent before it.
 func (c *Conn) handlePong(payload string) error {
 	c.peerDead.Store(false)
+	if c.cfg.log != nil {
+		c.traceData("websocket pong received", 0, []byte(payload))
+	}
 	if c.cfg.onPong != nil {
 		c.cfg.onPong([]byte(payload))
 	}
@@ -155,7 +159,13 @@ func (c *Conn) handlePing(payload string) error {
 		return nil
 	default:
 	}
-	c.ws.WriteControl(websocket.PongMessage, []byte(payload), time.Now().Add(min(c.cfg.disconnectTimeout, 5*time.Second)))
+	if c.cfg.log != nil {
+		c.traceData("websocket ping received", 0, []byte(payload))
+	}
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(payload), time.Now().Add(min(c.cfg.disconnectTimeout, 5*time.Second)))
+	if err == nil && c.cfg.log != nil {
+		c.traceData("websocket pong sent", 0, []byte(payload))
+	}
 	if c.cfg.onPing != nil {
 		c.cfg.onPing([]byte(payload))
 	}

@@ -121,9 +121,7 @@ func (c *Conn) readOne(typ MessageType, r io.Reader) bool {
 		c.readError(err)
 		return false
 	}
-	if c.cfg.log != nil {
-		c.trace("websocket message received", "type", typ.String(), "len", len(data))
-	}
+	c.traceData("websocket message received", typ, data)
 	return c.deliver(Message{Type: typ, Data: data})
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,9 +52,27 @@ type ServerOptions struct {
 	// FailFast stops the server when a handler fails; Serve returns the
 	// error. By default a failing handler only closes its connection (1011).
 	FailFast bool
-	// Logger receives handler failures (error level) and, at debug level,
-	// handshakes, frames and closes.
+	// Logger receives handler errors and panics (Error level), refused
+	// handshakes (Warn: not a WebSocket handshake, a forbidden origin,
+	// MaxConnections reached; Info: during shutdown) and, when its Debug
+	// level is enabled, the trace of every connection (see DialOptions).
+	// Nil means slog.Default() for all but the trace, which is opt-in.
 	Logger *slog.Logger
+	// TracePayloads: see DialOptions.
+	TracePayloads bool
+	// MaxConnections bounds the handlers running at once, and so the open
+	// connections: a handshake beyond it is answered 503 Service
+	// Unavailable with Retry-After, and the connections already open are
+	// unaffected. Zero means no limit.
+	MaxConnections int
+	// MaxHeaderBytes bounds the handshake request's header when the server
+	// runs its own listener (Serve), as http.Server.MaxHeaderBytes does.
+	// Default 64 KiB (http.Server's own default is 1 MiB).
+	MaxHeaderBytes int
+	// OnListen, if set, is called by Serve (and so ListenAndServe) with the
+	// listener's address before it starts accepting: how a caller learns
+	// the port that ":0" bound. It must not block.
+	OnListen func(addr net.Addr)
 	// Compression, CompressionLevel and CompressionThreshold are the
 	// defaults of the AcceptOptions fields of the same names.
 	Compression          CompressionMode
@@ -67,7 +86,6 @@ type Server struct {
 	handler Handler
 	opts    ServerOptions
 	cfg     connConfig
-	log     *slog.Logger // never nil
 
 	upgrader websocket.Upgrader
 
@@ -76,6 +94,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
+	running  int // handlers, for MaxConnections
 	stopping bool
 	failErr  error
 	stopped  chan struct{} // closed when shutdown begins
@@ -94,11 +113,11 @@ func NewServer(h Handler, opts *ServerOptions) *Server {
 	if s.opts.ConnectTimeout <= 0 {
 		s.opts.ConnectTimeout = DefaultConnectTimeout
 	}
-	s.log = s.opts.Logger
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	if s.opts.MaxHeaderBytes <= 0 {
+		s.opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	s.cfg = newConnConfig(s.opts.DisconnectTimeout, s.opts.MaxMessageSize, s.opts.MessageQueueSize, s.opts.Logger)
+	s.cfg.tracePayloads = s.opts.TracePayloads
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: s.opts.ConnectTimeout,
 		// Zero sizes and no pool: gorilla reuses the hijacked connection's
@@ -133,7 +152,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s,
 		ReadHeaderTimeout: s.opts.ConnectTimeout,
 		IdleTimeout:       s.opts.ConnectTimeout, // also after a refused handshake
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelDebug),
+	}
+	if s.opts.OnListen != nil {
+		s.opts.OnListen(ln.Addr())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -203,21 +226,24 @@ func (s *Server) stopLocked() {
 
 // ServeHTTP runs the handler for one handshake request. A request that is
 // not a WebSocket handshake gets 400, a forbidden origin 403, and a request
-// during shutdown 503.
+// during shutdown or beyond MaxConnections 503; each refusal is logged.
 func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		s.refuse(w, hr, http.StatusServiceUnavailable, "server shutting down", slog.LevelInfo)
 		return
 	}
 	s.active.Add(1)
 	s.mu.Unlock()
 	defer s.active.Done()
 
+	if s.cfg.log != nil {
+		s.cfg.log.Debug("websocket handshake received", "method", hr.Method, "path", hr.URL.RequestURI(), "remote", hr.RemoteAddr, "header", traceHeader(hr.Header))
+	}
 	if msg := checkHandshake(hr); msg != "" {
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		http.Error(w, msg, http.StatusBadRequest)
+		s.refuse(w, hr, http.StatusBadRequest, msg, slog.LevelWarn)
 		return
 	}
 	checkOrigin := s.opts.CheckOrigin
@@ -225,9 +251,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		checkOrigin = sameOrigin
 	}
 	if !checkOrigin(hr) {
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+		s.refuse(w, hr, http.StatusForbidden, "origin not allowed", slog.LevelWarn)
 		return
 	}
+	s.mu.Lock()
+	if s.opts.MaxConnections > 0 && s.running >= s.opts.MaxConnections {
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		s.refuse(w, hr, http.StatusServiceUnavailable, "too many connections", slog.LevelWarn)
+		return
+	}
+	s.running++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
+	}()
 
 	// parent ends with the request or the server; the handler's ctx also
 	// ends when its connection closes.
@@ -247,9 +287,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		w:            w,
 		srv:          s,
 		cancel:       cancel,
-	}
-	if s.cfg.log != nil {
-		s.cfg.log.Debug("websocket handshake received", "path", r.Path, "remote", hr.RemoteAddr, "subprotocols", r.Subprotocols)
 	}
 	err, panicked := s.run(ctx, r)
 
@@ -272,11 +309,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 	}
 	if failed {
+		msg := "websocket handler failed"
 		if panicked {
-			s.log.Error("websocket handler panicked", "path", r.Path, "remote", hr.RemoteAddr, "err", err)
-		} else {
-			s.log.Error("websocket handler failed", "path", r.Path, "remote", hr.RemoteAddr, "err", err)
+			msg = "websocket handler panicked"
 		}
+		s.logger().Error(msg, "path", r.Path, "remote", hr.RemoteAddr, "err", err)
 		if s.opts.FailFast {
 			s.mu.Lock()
 			if s.failErr == nil {
@@ -286,6 +323,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// retryAfter is the Retry-After, in seconds, of a handshake refused for
+// MaxConnections.
+const retryAfter = 5
+
+// DefaultMaxHeaderBytes is the default of ServerOptions.MaxHeaderBytes.
+const DefaultMaxHeaderBytes = 64 << 10
+
+// logger is where the server logs: the Logger, or slog.Default() (looked
+// up each time, as net/http does with the log package's default).
+func (s *Server) logger() *slog.Logger {
+	if s.opts.Logger != nil {
+		return s.opts.Logger
+	}
+	return slog.Default()
+}
+
+// refuse answers a handshake the server will not run a handler for, and
+// logs why at level.
+func (s *Server) refuse(w http.ResponseWriter, hr *http.Request, status int, reason string, level slog.Level) {
+	s.logger().Log(hr.Context(), level, "websocket handshake refused", "status", status, "reason", reason, "path", hr.URL.RequestURI(), "remote", hr.RemoteAddr)
+	http.Error(w, reason, status)
 }
 
 // HandlerPanicError reports a handler that panicked.

@@ -760,3 +760,77 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// Beyond MaxConnections a handshake gets 503 with Retry-After, logged at
+// Warn; the connections already open go on working.
+func TestMaxConnections(t *testing.T) {
+	logs, logger := newLogRecorder(slog.LevelWarn)
+	url := serve(t, nil, echo, &wsconn.ServerOptions{MaxConnections: 2, Logger: logger})
+	first, second := dial(t, url, nil), dial(t, url, nil)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for range 2 {
+		c, err := wsconn.Dial(ctx, url+"/third", nil)
+		if err == nil {
+			c.Close(ctx, 1000, "")
+			t.Fatal("a third connection was accepted")
+		}
+		var re *wsconn.ConnectionRejectedError
+		if !errors.As(err, &re) || re.StatusCode != http.StatusServiceUnavailable || re.Header.Get("Retry-After") == "" {
+			t.Fatalf("Dial = %v, want a 503 rejection with Retry-After", err)
+		}
+	}
+	roundTrip(t, first)
+	roundTrip(t, second)
+	logs.waitFor(t, "refusal", func(l logged) bool {
+		return l.Level == slog.LevelWarn && l.Msg == "websocket handshake refused" && l.Attrs["status"] == "503" && l.Attrs["path"] == "/third"
+	})
+}
+
+// ServeHTTP mounted under an http.ServeMux counts its handlers the same
+// way, and a zero MaxConnections means no limit.
+func TestMaxConnectionsZeroIsUnlimited(t *testing.T) {
+	url := serve(t, nil, echo, &wsconn.ServerOptions{MaxConnections: 0})
+	for range 8 {
+		roundTrip(t, dial(t, url, nil))
+	}
+}
+
+// A handshake request whose headers exceed MaxHeaderBytes is refused by
+// the HTTP server (431) before any handler runs.
+func TestMaxHeaderBytes(t *testing.T) {
+	ran := make(chan struct{}, 2)
+	url := serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
+		ran <- struct{}{}
+		return echo(ctx, r)
+	}, &wsconn.ServerOptions{MaxHeaderBytes: 1024})
+	ctx := ctxTimeout(t, 10*time.Second)
+	// http.Server allows 4 KiB over MaxHeaderBytes.
+	_, err := wsconn.Dial(ctx, url, &wsconn.DialOptions{Header: http.Header{"X-Big": {strings.Repeat("x", 8<<10)}}})
+	var re *wsconn.ConnectionRejectedError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("Dial with 8 KiB of headers = %v, want 431", err)
+	}
+	roundTrip(t, dial(t, url, nil))
+	if len(ran) != 1 {
+		t.Fatalf("the handler ran %d times, want once (not for the oversized request)", len(ran))
+	}
+}
+
+// OnListen hands over the address Serve listens on, before it accepts.
+func TestOnListen(t *testing.T) {
+	addrs := make(chan net.Addr, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- wsconn.ListenAndServe(ctx, "127.0.0.1:0", echo, &wsconn.ServerOptions{OnListen: func(a net.Addr) { addrs <- a }})
+	}()
+	a := within(t, 10*time.Second, addrs)
+	if tcp, ok := a.(*net.TCPAddr); !ok || tcp.Port == 0 || !tcp.IP.IsLoopback() {
+		t.Fatalf("OnListen got %v, want the bound loopback address", a)
+	}
+	roundTrip(t, dial(t, "ws://"+a.String(), nil))
+	cancel()
+	if err := within(t, 10*time.Second, errc); err != context.Canceled {
+		t.Fatalf("ListenAndServe = %v, want context.Canceled", err)
+	}
+}

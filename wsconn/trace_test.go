@@ -2,9 +2,11 @@ package wsconn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -175,36 +177,159 @@ func serveUntilDone(t *testing.T, h wsconn.Handler, opts *wsconn.ServerOptions) 
 	return "ws://" + ln.Addr().String(), stop
 }
 
-// With a Logger, handshakes, frames and closes are traced at debug level,
-// on both sides.
+// wantRecord returns the debug record with message msg whose attributes
+// include want (values as text), waiting for it up to 10 s.
+func (r *logRecorder) wantRecord(t *testing.T, msg string, want map[string]string) logged {
+	t.Helper()
+	return r.waitFor(t, fmt.Sprintf("%q %v", msg, want), func(l logged) bool {
+		if l.Level != slog.LevelDebug || l.Msg != msg {
+			return false
+		}
+		for k, v := range want { // header keys as sent, so in any case
+			if !strings.Contains(strings.ToLower(l.Attrs[k]), strings.ToLower(v)) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// With a Logger at Debug, both sides trace what websocket-client's
+// enableTrace shows: the handshake headers (credentials redacted), each
+// message, ping, pong and Close frame both ways; no payload bytes.
 func TestTraceDebugRecords(t *testing.T) {
 	serverLog, slogServer := newLogRecorder(slog.LevelDebug)
 	clientLog, slogClient := newLogRecorder(slog.LevelDebug)
-	url, _ := serveUntilDone(t, echo, &wsconn.ServerOptions{Logger: slogServer})
-	session(t, url+"/traced", &wsconn.DialOptions{Logger: slogClient})
+	url, stop := serveUntilDone(t, echo, &wsconn.ServerOptions{Logger: slogServer})
+	session(t, url+"/traced", &wsconn.DialOptions{Logger: slogClient, Header: http.Header{"Authorization": {"Bearer secret"}}})
+	if err := stop(); err != context.Canceled {
+		t.Fatalf("Serve = %v", err)
+	}
 
-	for _, side := range []struct {
-		name string
-		log  *logRecorder
-		hs   []string
-	}{
-		{"client", clientLog, []string{"dial", "open", "handshake"}},
-		{"server", serverLog, []string{"accept", "handshake", "upgrade"}},
-	} {
-		t.Run(side.name, func(t *testing.T) {
-			side.log.waitFor(t, "handshake", msgHas(side.hs...))
-			side.log.waitFor(t, "message sent", msgHas("sent", "send", "writ"))
-			side.log.waitFor(t, "message received", msgHas("received", "receiv", "read"))
-			side.log.waitFor(t, "close", msgHas("clos"))
-			if side.name == "client" {
-				side.log.waitFor(t, "pong", msgHas("pong", "ping"))
+	c := clientLog
+	c.wantRecord(t, "websocket dialing", map[string]string{"url": url + "/traced"})
+	sent := c.wantRecord(t, "websocket handshake sent", map[string]string{"header": "Sec-Websocket-Key:["})
+	if h := sent.Attrs["header"]; strings.Contains(h, "secret") || !strings.Contains(h, "Authorization:[[redacted]]") || !strings.Contains(h, "Sec-WebSocket-Version:[13]") {
+		t.Errorf("handshake request header traced as %s, want Authorization redacted", h)
+	}
+	c.wantRecord(t, "websocket handshake response", map[string]string{"status": "101", "header": "Sec-Websocket-Accept:["})
+	c.wantRecord(t, "websocket message sent", map[string]string{"type": "text", "len": "6"})
+	c.wantRecord(t, "websocket message received", map[string]string{"type": "text", "len": "6"})
+	c.wantRecord(t, "websocket ping sent", map[string]string{"len": "4"})
+	c.wantRecord(t, "websocket pong received", map[string]string{"len": "4"})
+	c.wantRecord(t, "websocket close sent", map[string]string{"code": "1000", "reason": "done"})
+	c.wantRecord(t, "websocket close received", map[string]string{"code": "1000", "reason": "done"})
+	c.wantRecord(t, "websocket connection closed", map[string]string{"code": "1000", "side": "client"})
+
+	s := serverLog
+	got := s.wantRecord(t, "websocket handshake received", map[string]string{"path": "/traced", "header": "Sec-Websocket-Key:["})
+	if h := got.Attrs["header"]; strings.Contains(h, "secret") {
+		t.Errorf("handshake request header traced as %s, want Authorization redacted", h)
+	}
+	s.wantRecord(t, "websocket handshake accepted", map[string]string{"status": "101", "header": "Sec-Websocket-Accept:["})
+	s.wantRecord(t, "websocket message received", map[string]string{"type": "text", "len": "6"})
+	s.wantRecord(t, "websocket message sent", map[string]string{"type": "text", "len": "6"})
+	s.wantRecord(t, "websocket ping received", map[string]string{"len": "4"})
+	s.wantRecord(t, "websocket pong sent", map[string]string{"len": "4"})
+	s.wantRecord(t, "websocket close received", map[string]string{"code": "1000", "reason": "done"})
+	s.wantRecord(t, "websocket close sent", map[string]string{"code": "1000", "reason": "done"})
+	s.wantRecord(t, "websocket connection closed", map[string]string{"code": "1000", "side": "server"})
+
+	for name, r := range map[string]*logRecorder{"client": clientLog, "server": serverLog} {
+		for _, l := range r.records() {
+			if l.Level != slog.LevelDebug {
+				t.Errorf("%s: record %v: a normal session logs only at debug level", name, l)
 			}
-			for _, l := range side.log.records() {
-				if l.Level != slog.LevelDebug {
-					t.Errorf("record %v: a normal session logs only at debug level", l)
+			if _, ok := l.Attrs["payload"]; ok {
+				t.Errorf("%s: record %v carries a payload without TracePayloads", name, l)
+			}
+		}
+	}
+}
+
+// TracePayloads adds the bytes: text as is, binary and ping payloads in
+// hex, cut at 1 KiB.
+func TestTracePayloads(t *testing.T) {
+	logs, logger := newLogRecorder(slog.LevelDebug)
+	url := serve(t, nil, echo, nil)
+	c := dial(t, url, &wsconn.DialOptions{Logger: logger, TracePayloads: true})
+	ctx := ctxTimeout(t, 10*time.Second)
+	for _, m := range []wsconn.Message{{Type: wsconn.Text, Data: []byte("héllo")}, {Type: wsconn.Binary, Data: []byte{0xde, 0xad}}, {Type: wsconn.Binary, Data: make([]byte, 1500)}} {
+		if err := c.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Receive(ctx); err != nil { // the echo
+			t.Fatal(err)
+		}
+	}
+	if err := c.Ping(ctx, []byte("p1")); err != nil {
+		t.Fatal(err)
+	}
+	logs.wantRecord(t, "websocket message sent", map[string]string{"type": "text", "payload": "héllo"})
+	logs.wantRecord(t, "websocket message received", map[string]string{"type": "binary", "len": "2", "payload": "dead"})
+	big := logs.wantRecord(t, "websocket message sent", map[string]string{"len": "1500"})
+	if want := strings.Repeat("00", 1024) + "…(476 more bytes)"; big.Attrs["payload"] != want {
+		t.Errorf("payload of a 1500-byte message traced as %d characters, want the first 1 KiB in hex and a count", len(big.Attrs["payload"]))
+	}
+	logs.wantRecord(t, "websocket ping sent", map[string]string{"payload": "7031"})
+	logs.wantRecord(t, "websocket pong received", map[string]string{"payload": "7031"})
+}
+
+// A nil Logger is never silent about failures: handler errors and panics
+// go to slog.Default() at Error, refused handshakes at Warn. (Not
+// parallel: it replaces the default logger.)
+func TestNilLoggerReportsFailuresToDefault(t *testing.T) {
+	defaultLog, slogDefault := newLogRecorder(slog.LevelInfo)
+	old := slog.Default()
+	slog.SetDefault(slogDefault)
+	t.Cleanup(func() { slog.SetDefault(old) })
+
+	url, stop := serveUntilDone(t, failingHandler(errors.New("handler exploded")), nil)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for _, path := range []string{"/fail", "/panic"} {
+		c := dial(t, url+path, nil)
+		if _, err := c.Receive(ctx); !errors.Is(err, wsconn.ErrConnectionClosed) {
+			t.Fatalf("Receive on %s = %v, want the 1011 close", path, err)
+		}
+	}
+	httpURL := "http" + strings.TrimPrefix(url, "ws")
+	resp, err := http.Get(httpURL + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := wsconn.Dial(ctx, url+"/foreign", &wsconn.DialOptions{Header: http.Header{"Origin": {"http://elsewhere.example"}}}); err == nil {
+		t.Fatal("a foreign origin was accepted")
+	}
+	if err := stop(); err != context.Canceled {
+		t.Fatalf("Serve = %v", err)
+	}
+	for _, want := range []struct {
+		level slog.Level
+		msg   string
+		attrs map[string]string
+	}{
+		{slog.LevelError, "websocket handler failed", map[string]string{"path": "/fail", "err": "handler exploded"}},
+		{slog.LevelError, "websocket handler panicked", map[string]string{"path": "/panic", "err": "kaboom"}},
+		{slog.LevelWarn, "websocket handshake refused", map[string]string{"path": "/plain", "status": "400"}},
+		{slog.LevelWarn, "websocket handshake refused", map[string]string{"path": "/foreign", "status": "403", "reason": "origin not allowed"}},
+	} {
+		defaultLog.waitFor(t, want.msg+" "+fmt.Sprint(want.attrs), func(l logged) bool {
+			if l.Level != want.level || l.Msg != want.msg {
+				return false
+			}
+			for k, v := range want.attrs {
+				if !strings.Contains(l.Attrs[k], v) {
+					return false
 				}
 			}
+			return true
 		})
+	}
+	for _, l := range defaultLog.records() {
+		if l.Level < slog.LevelInfo {
+			t.Errorf("debug record %v reached the default logger: tracing is opt-in", l)
+		}
 	}
 }
 

@@ -71,9 +71,7 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 	if err != nil {
 		return c.writeFailed("send message", err)
 	}
-	if c.cfg.log != nil {
-		c.trace("websocket message sent", "type", typ.String(), "len", len(data))
-	}
+	c.traceData("websocket message sent", typ, data)
 	return nil
 }
 
@@ -186,7 +184,11 @@ func (c *Conn) Pong(ctx context.Context, payload []byte) error {
 	if len(payload) > maxControlPayload {
 		return fmt.Errorf("failed to send pong: payload of %d bytes exceeds %d", len(payload), maxControlPayload)
 	}
-	return c.writeControl(ctx, websocket.PongMessage, payload, "pong")
+	if err := c.writeControl(ctx, websocket.PongMessage, payload, "pong"); err != nil {
+		return err
+	}
+	c.traceData("websocket pong sent", 0, payload)
+	return nil
 }
 
 const maxControlPayload = 125

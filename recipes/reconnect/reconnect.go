@@ -228,8 +228,10 @@ func resolve(rawURL string, opts *Options) (*Options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to reconnect: %w", err)
 		}
-		if u.Scheme != "ws" && u.Scheme != "wss" {
-			return nil, fmt.Errorf("failed to reconnect to %q: scheme must be ws or wss", rawURL)
+		switch u.Scheme {
+		case "ws", "wss", "http", "https": // as wsconn.Dial takes them
+		default:
+			return nil, fmt.Errorf("failed to reconnect to %q: scheme must be ws, wss, http or https", rawURL)
 		}
 	}
 	if o.InitialDelay == 0 {

@@ -277,7 +277,7 @@ func TestInvalidOptions(t *testing.T) {
 		url  string
 		opts reconnect.Options
 	}{
-		{"http://example.invalid/", reconnect.Options{}},
+		{"ftp://example.invalid/", reconnect.Options{}},
 		{"ws://a b/%zz", reconnect.Options{}},
 		{"ws://127.0.0.1:1/", reconnect.Options{InitialDelay: -time.Second}},
 		{"ws://127.0.0.1:1/", reconnect.Options{InitialDelay: time.Minute, MaxDelay: time.Second}},
