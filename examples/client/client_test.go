@@ -191,7 +191,7 @@ func TestTrace(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 	}
-	for _, want := range []string{`level=DEBUG msg="websocket opened"`, `level=DEBUG msg="websocket message received"`, `level=DEBUG msg="websocket closing" side=client`} {
+	for _, want := range []string{`level=DEBUG msg="websocket opened"`, `level=DEBUG msg="websocket message received"`, `level=DEBUG msg="websocket close sent" side=client`} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
