@@ -40,7 +40,9 @@
 // A Writer holds the turn to write data messages until it is closed; pings,
 // pongs and Close frames still go out between its frames. Its context
 // ending while it waits for the turn sends nothing; ending once it has
-// returned aborts the connection, as for Send. CloseRead serves a
+// returned aborts the connection, as for Send. NetConn wraps a connection
+// as a net.Conn (one message per Write, messages read as one byte stream,
+// deadlines per call), for tunnels and net/http; CloseRead serves a
 // connection that only writes.
 //
 // # Closing

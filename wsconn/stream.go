@@ -75,7 +75,7 @@ type inStream struct {
 	typ     MessageType
 	prefix  []byte     // read before the claim: the consumer's first chunk
 	claim   chan bool  // buffered: true to stream, false to read whole
-	chunks  chan chunk // the stream's further bytes
+	chunks  chan chunk // the stream's further bytes (buffered: one)
 	abandon chan struct{}
 	once    sync.Once
 	failed  chan struct{} // closed when the connection failed mid-message
@@ -98,7 +98,7 @@ type inbound struct {
 // within streamAhead bytes (prefix), and reports whether reading goes on.
 func (c *Conn) stream(in msgIn, typ MessageType, prefix []byte) bool {
 	s := &inStream{typ: typ, prefix: prefix, claim: make(chan bool, 1),
-		chunks: make(chan chunk), abandon: make(chan struct{}), failed: make(chan struct{})}
+		chunks: make(chan chunk, 1), abandon: make(chan struct{}), failed: make(chan struct{})}
 	var streamed bool
 	select {
 	case c.queue <- inbound{s: s}:
@@ -118,10 +118,15 @@ func (c *Conn) stream(in msgIn, typ MessageType, prefix []byte) bool {
 		}
 		return c.deliver(Message{Type: typ, Data: buf[:len(buf):len(buf)]})
 	}
-	// Two buffers in turn: the consumer asks for the next chunk only once
-	// it has used up the last, so the buffer that held it is free again.
-	bufs := [2][]byte{prefix[:cap(prefix)], make([]byte, cap(prefix))}
-	for i := 1; ; i ^= 1 {
+	// Three buffers in turn: the consumer holds one, the channel (of one)
+	// another, the reader goroutine fills the third. A chunk goes into
+	// the channel only once the consumer took the one before, and so let
+	// go of the one before that. The end of the message goes into the
+	// channel too, so that reading goes on once the consumer has the last
+	// bytes, whether or not it reads on to io.EOF.
+	size := cap(prefix)
+	bufs := [3][]byte{prefix[:size], make([]byte, size), make([]byte, size)}
+	for i := 1; ; i = (i + 1) % 3 {
 		n, eof, err := in.read(bufs[i])
 		if err != nil {
 			c.readError(err)
@@ -165,10 +170,10 @@ func (c *Conn) skipRest(in *msgIn, buf []byte) bool {
 // read break the rule, and the Read then fails.
 //
 // Cancelling ctx, or calling Reader or Receive again before the end,
-// discards the rest of the message; the connection stays open. The reader
-// must be read to the end (io.EOF) or abandoned that way: until then the
-// connection's reader goroutine reads no further, so pings are not
-// answered, as when the queue is full.
+// discards the rest of the message; the connection stays open. The
+// message must be read to its last byte or abandoned that way: until then
+// the connection's reader goroutine reads only as fast as the stream is
+// read, so pings wait to be answered, as when the queue is full.
 //
 // Messages of up to 64 KiB are read ahead whole and queued like any other;
 // Reader then serves them from memory. A longer one is never read ahead
