@@ -19,11 +19,16 @@ import (
 	"go.uber.org/goleak"
 
 	main "github.com/wsnursery/wsnursery/examples/chat"
+	"github.com/wsnursery/wsnursery/examples/internal/extest"
+	"github.com/wsnursery/wsnursery/internal/natstest"
 	"github.com/wsnursery/wsnursery/recipes/jsonmsg"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	natstest.ServeIfChild() // the child nats-server of the cluster tests
+	goleak.VerifyTestMain(m, goleak.Cleanup(extest.Cleanup))
+}
 
 const timeout = 20 * time.Second
 

@@ -23,10 +23,33 @@
 // SIGINT or SIGTERM closes every connection with 1001 (going away) and
 // stops the server.
 //
+// # A cluster of chat processes
+//
+// With -nats, every chat process on that NATS (with the same -nats-prefix)
+// serves one shared room: run several behind a load balancer, or on
+// different ports, and a user on one node talks with the users of every
+// node. The room's messages go through the NATS broker
+// (recipes/broadcast/natsbroker), and the users list in welcome, join and
+// leave covers every node. A node that dies without saying goodbye drops
+// out of the others' lists within about 12 s, and its users are announced
+// as having left. If NATS is unreachable the node still serves its own
+// users, logs a warning, and rejoins the others when NATS is back; the
+// broker's package documentation says what is lost meanwhile. The page and
+// its WebSocket protocol are the same with and without -nats.
+//
+//	go run github.com/nats-io/nats-server/v2@v2.15.3 &      # NATS on 127.0.0.1:4222
+//	go run ./examples/chat -addr 127.0.0.1:8080 -nats nats://127.0.0.1:4222 &
+//	go run ./examples/chat -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
+//
 // Flags:
 //
-//	-addr HOST:PORT   address to listen on (default 127.0.0.1:8080)
-//	-heartbeat[=T,I]  ping every browser each I and drop it if a pong takes longer than T
+//	-addr HOST:PORT        address to listen on (default 127.0.0.1:8080)
+//	-heartbeat[=T,I]       ping every browser each I and drop it if a pong takes longer than T
+//	-nats URL[,URL...]     join the room shared over NATS by every chat on these servers
+//	-nats-creds FILE       NATS credentials file (user JWT and seed); user, password,
+//	                       token and tls:// go in the URLs
+//	-nats-prefix PREFIX    subject prefix, to share one NATS with other rooms or apps
+//	                       (default wsnursery-chat)
 package main
 
 import (
@@ -51,10 +74,13 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/wsnursery/wsnursery/examples/internal/cliflag"
 	"github.com/wsnursery/wsnursery/heartbeat"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/recipes/broadcast"
+	"github.com/wsnursery/wsnursery/recipes/broadcast/natsbroker"
 	"github.com/wsnursery/wsnursery/recipes/jsonmsg"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -96,6 +122,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
 	var hb cliflag.Heartbeat
 	fs.Var(&hb, "heartbeat", "ping browsers: `TIMEOUT,INTERVAL`, or no value for 1s,15s")
+	natsURLs := fs.String("nats", "", "join the room shared over NATS: `URL[,URL...]` of NATS servers")
+	creds := fs.String("nats-creds", "", "NATS credentials `FILE`")
+	prefix := fs.String("nats-prefix", "wsnursery-chat", "NATS subject `PREFIX` of the room")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -106,19 +135,64 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "chat: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
+	if *natsURLs == "" && *creds != "" {
+		fmt.Fprintln(stderr, "chat: -nats-creds without -nats")
+		return errUsage
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	opts := &options{heartbeat: hb, log: log, natsPrefix: *prefix}
+	if *natsURLs != "" {
+		nc, err := dialNATS(*natsURLs, *creds, log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		opts.nats = nc
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
 	}
 	log.Info("chat room open", "url", "http://"+ln.Addr().String()+"/")
-	return serve(ctx, ln, &options{heartbeat: hb, log: log})
+	return serve(ctx, ln, opts)
+}
+
+// dialNATS connects to NATS, logging the connection's ups and downs. An
+// unreachable NATS is not an error: the chat serves its own users and the
+// connection keeps trying.
+func dialNATS(urls, creds string, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("wsnursery chat"),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				log.Warn("disconnected from NATS: serving local users only until it is back", "err", err)
+			}
+		}),
+	}
+	if creds != "" {
+		if _, err := os.Stat(creds); err != nil {
+			return nil, fmt.Errorf("failed to read the NATS credentials: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := natsbroker.Dial(urls, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if !nc.IsConnected() {
+		log.Warn("NATS unreachable: serving local users only, and retrying", "servers", urls)
+	}
+	return nc, nil
 }
 
 // options configures serve.
 type options struct {
-	heartbeat cliflag.Heartbeat
-	log       *slog.Logger // nil: discard
+	heartbeat  cliflag.Heartbeat
+	log        *slog.Logger // nil: discard
+	nats       *nats.Conn   // nil: a room of this process only
+	natsPrefix string
 	// onReport, if not nil, enables POST /test/report, through which the
 	// page reports (in its test mode) that it received the message it was
 	// told to expect. Tests only.
@@ -139,11 +213,26 @@ func serve(ctx context.Context, ln net.Listener, opts *options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	room := &room{
-		hub:   broadcast.NewHub(nil),
-		users: map[string]bool{},
-		hb:    opts.heartbeat,
-		log:   log,
+	hub := broadcast.NewHub(nil)
+	room := &room{hub: hub, broker: hub, hb: opts.heartbeat, log: log}
+	if opts.nats != nil {
+		b, err := natsbroker.New(hub, opts.nats, &natsbroker.Options{
+			Prefix:     opts.natsPrefix,
+			Logger:     log,
+			OnNodeGone: room.nodeGone,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			b.Close(cctx) // says goodbye: the other nodes drop this one at once
+		}()
+		room.mu.Lock()
+		room.broker = b
+		room.mu.Unlock()
+		log.Info("room shared over NATS", "node", b.NodeID(), "prefix", opts.natsPrefix)
 	}
 	ws := wsconn.NewServer(room.handle, &wsconn.ServerOptions{
 		MaxMessageSize:    maxMessageSize,
@@ -197,14 +286,19 @@ func serve(ctx context.Context, ln net.Listener, opts *options) error {
 	return err
 }
 
-// room is the chat room: a hub for the messages and the names in use.
+// topic is the room's topic on the hub and the broker.
+const topic = "room"
+
+// room is the chat room: a hub for this process's connections, and the
+// broker the messages and the presence of users go through (the hub
+// itself, or the NATS broker).
 type room struct {
 	hub *broadcast.Hub
 	hb  cliflag.Heartbeat
 	log *slog.Logger
 
-	mu    sync.Mutex
-	users map[string]bool
+	mu     sync.Mutex // serialises joins: a name is checked and taken at once
+	broker broadcast.Broker
 }
 
 // event is every message the server sends to the page.
@@ -225,16 +319,16 @@ func (rm *room) handle(ctx context.Context, r *wsconn.Request) error {
 	if err != nil {
 		return err
 	}
-	name, users := rm.join(r.HTTPRequest.URL.Query().Get("name"))
+	name, users, leave := rm.join(r.HTTPRequest.URL.Query().Get("name"))
 	log := rm.log.With("name", name, "remote", r.RemoteAddr.String())
 	log.Info("joined")
 
 	// Subscribe before announcing the join, so that the joiner sees its
 	// own join notice after the welcome.
-	sub := rm.hub.Subscribe(c)
+	sub := rm.hub.SubscribeTo(topic, c)
 	if err := jsonmsg.Send(ctx, c, event{Kind: "welcome", Name: name, Users: users}, nil); err != nil {
 		sub.Unsubscribe()
-		rm.leave(name)
+		leave()
 		return nil
 	}
 	rm.publish(event{Kind: "join", Name: name, Users: users})
@@ -272,8 +366,8 @@ func (rm *room) handle(ctx context.Context, r *wsconn.Request) error {
 			rm.publish(event{Kind: "message", Name: name, Text: text})
 		}
 	})
-	users = rm.leave(name)
-	rm.publish(event{Kind: "leave", Name: name, Users: users})
+	leave()
+	rm.publish(event{Kind: "leave", Name: name, Users: rm.members()})
 	if ctx.Err() != nil {
 		err = context.Cause(ctx) // the connection closed, or the server is shutting down
 	}
@@ -289,46 +383,61 @@ func (rm *room) handle(ctx context.Context, r *wsconn.Request) error {
 // errLeft ends a visit whose connection has closed.
 var errLeft = errors.New("left the room")
 
-// publish sends ev to everyone in the room.
-func (rm *room) publish(ev event) {
+// publish sends ev to everyone in the room, on every node.
+func (rm *room) publish(ev event) { rm.send(ev, true) }
+
+// send encodes ev and publishes it through the broker, or with
+// everywhere false on this node's hub only.
+func (rm *room) send(ev event, everywhere bool) {
 	m, err := jsonmsg.Encode(ev, nil)
 	if err == nil {
-		err = rm.hub.Publish(m)
+		rm.mu.Lock()
+		var b broadcast.Broker = rm.hub
+		if everywhere {
+			b = rm.broker
+		}
+		rm.mu.Unlock()
+		err = b.PublishTo(topic, m)
 	}
 	if err != nil {
 		rm.log.Error("failed to publish", "err", err)
 	}
 }
 
-// join registers a user under a cleaned-up, unique version of name and
-// returns that name and everyone online.
-func (rm *room) join(name string) (string, []string) {
+// join registers a user under a cleaned-up version of name, unique among
+// the users of every node as far as this node knows, and returns that
+// name, everyone online, and the function that ends the user's presence.
+func (rm *room) join(name string) (string, []string, func()) {
 	name = cleanName(name)
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	taken := rm.broker.Members(topic)
 	unique := name
-	for i := 2; rm.users[unique]; i++ {
+	for i := 2; slices.Contains(taken, unique); i++ {
 		unique = name + "-" + strconv.Itoa(i)
 	}
-	rm.users[unique] = true
-	return unique, rm.listLocked()
+	leave := rm.broker.Join(topic, unique)
+	return unique, rm.broker.Members(topic), leave
 }
 
-// leave removes a user and returns who is still online.
-func (rm *room) leave(name string) []string {
+// members returns who is online, on every node.
+func (rm *room) members() []string {
 	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	delete(rm.users, name)
-	return rm.listLocked()
+	b := rm.broker
+	rm.mu.Unlock()
+	return b.Members(topic)
 }
 
-func (rm *room) listLocked() []string {
-	list := make([]string, 0, len(rm.users))
-	for u := range rm.users {
-		list = append(list, u)
+// nodeGone announces, to this node's users, the users of another node that
+// went away without saying goodbye. Every node does it for its own users.
+func (rm *room) nodeGone(t string, gone []string) {
+	if t != topic {
+		return
 	}
-	slices.Sort(list)
-	return list
+	for _, name := range gone {
+		rm.log.Info("left with its node", "name", name)
+		rm.send(event{Kind: "leave", Name: name, Users: rm.members()}, false)
+	}
 }
 
 // cleanName keeps letters, digits, '-', '_' and '.', at most maxNameLen of

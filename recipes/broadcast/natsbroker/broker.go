@@ -82,7 +82,7 @@ type Broker struct {
 	local  *broadcast.Presence
 	outbox chan item
 
-	msgSub, presSub *nats.Subscription
+	sub *nats.Subscription
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: run drains and says goodbye
@@ -152,13 +152,13 @@ func New(hub *broadcast.Hub, nc *nats.Conn, opts *Options) (*Broker, error) {
 	b.outbox = make(chan item, b.opts.OutboxSize)
 	b.local = broadcast.NewPresence(func(topic string) { b.enqueue(item{topic: topic}) })
 
+	// One subscription for both subjects: nats.go delivers it on one
+	// goroutine, in the order each node published, so another node's
+	// presence change is recorded before the messages it published after
+	// it are delivered (a user's join notice finds the user in Members).
 	var err error
-	if b.msgSub, err = nc.Subscribe(b.msgSubject, b.onMessage); err != nil {
-		return nil, fmt.Errorf("failed to subscribe to %s: %w", b.msgSubject, err)
-	}
-	if b.presSub, err = nc.Subscribe(b.presSubject, b.onPresence); err != nil {
-		b.msgSub.Unsubscribe()
-		return nil, fmt.Errorf("failed to subscribe to %s: %w", b.presSubject, err)
+	if b.sub, err = nc.Subscribe(b.opts.Prefix+".*", b.onNATS); err != nil {
+		return nil, fmt.Errorf("failed to subscribe to %s.*: %w", b.opts.Prefix, err)
 	}
 	go b.run()
 	return b, nil
@@ -246,8 +246,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			err = fmt.Errorf("failed to flush to NATS: %w", ferr)
 		}
 	}
-	b.msgSub.Unsubscribe()
-	b.presSub.Unsubscribe()
+	b.sub.Unsubscribe()
 	return err
 }
 
@@ -320,8 +319,21 @@ func (b *Broker) sendPresence(topics []string, kind presenceKind) {
 	b.publish(b.presSubject, encodePresence(p))
 }
 
-// onMessage delivers another node's message to the hub. It runs on the
+// onNATS handles what arrives on the prefix's subjects. It runs on the
 // subscription's nats.go goroutine; the hub never blocks it.
+func (b *Broker) onNATS(msg *nats.Msg) {
+	switch msg.Subject {
+	case b.msgSubject:
+		b.onMessage(msg)
+	case b.presSubject:
+		b.onPresence(msg)
+	default:
+		b.malformed.Add(1)
+		b.warn.warn("malformed", "dropped a message on a subject that is not ours", "subject", msg.Subject, "size", len(msg.Data))
+	}
+}
+
+// onMessage delivers another node's message to the hub.
 func (b *Broker) onMessage(msg *nats.Msg) {
 	env, err := decodeMessage(msg.Data)
 	if err == nil && env.node != b.opts.NodeID {
@@ -356,6 +368,7 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 		delete(b.remote, p.Node)
 		b.mu.Unlock()
 		if n != nil {
+			b.log.Info("another node said goodbye", "peer", p.Node)
 			b.gone(n)
 		}
 		return
@@ -365,6 +378,7 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 	if n == nil || p.Kind == kindHello || p.Kind == kindBeat {
 		if n == nil {
 			n = &node{}
+			b.log.Info("another node appeared", "peer", p.Node)
 		}
 		n.topics = p.Topics // a full state replaces what we knew
 		b.remote[p.Node] = n
@@ -404,7 +418,7 @@ func (b *Broker) expire() {
 		if now.Sub(n.seen) > b.opts.PresenceExpiry {
 			delete(b.remote, id)
 			gone = append(gone, n)
-			b.log.Warn("node presence expired", "gone", id, "silent", now.Sub(n.seen).Round(time.Millisecond))
+			b.log.Warn("another node's presence expired", "peer", id, "silent", now.Sub(n.seen).Round(time.Millisecond))
 		}
 	}
 	b.mu.Unlock()

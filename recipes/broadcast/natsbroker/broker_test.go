@@ -178,6 +178,7 @@ func TestMalformedDropped(t *testing.T) {
 			"WSN1t\x00\x00\x04roomhi",    // no node id
 		},
 		"app.presence": {"{", `{"node":"x","kind":"party"}`, `{"kind":"beat"}`},
+		"app.other":    {"a subject of the prefix that is not ours"},
 	}
 	want := 0
 	for subj, msgs := range bad {
@@ -194,7 +195,7 @@ func TestMalformedDropped(t *testing.T) {
 	publish(t, n2.broker, "room", text("real")) // after the junk, on another connection
 	expectText(t, ctx, c, "real")
 	eventually(t, ctx, "every junk message counted", func() bool { return n1.broker.Stats().Malformed == uint64(want) })
-	if n := logs.count(slog.LevelWarn, "dropped a message that is not ours") + logs.count(slog.LevelWarn, "dropped a presence message that is not ours"); n == 0 {
+	if n := logs.count(slog.LevelWarn, "dropped a message that is not ours") + logs.count(slog.LevelWarn, "dropped a presence message that is not ours") + logs.count(slog.LevelWarn, "dropped a message on a subject that is not ours"); n == 0 {
 		t.Fatal("no warning logged for the malformed messages")
 	}
 	if got := n1.broker.Members("room"); len(got) != 0 {

@@ -57,8 +57,11 @@
 //
 // Subjects start with Options.Prefix (Prefix+".msg" for messages,
 // Prefix+".presence" for presence), so several applications can share one
-// NATS. Every node receives every topic of its prefix and its hub keeps the
-// ones that have local subscribers.
+// NATS. A broker subscribes to Prefix+".*" once: every node receives every
+// topic of its prefix (its hub keeps the ones with local subscribers), and
+// what one node publishes, messages and presence alike, is handled by the
+// others in that node's order — a member's Join is visible on the other
+// nodes before any message its node published after the Join.
 //
 // # Presence
 //
