@@ -66,7 +66,8 @@ func start(t TB, cluster string, routes []*url.URL) *Server {
 
 func (srv *Server) run() {
 	srv.t.Helper()
-	s, err := server.NewServer(&srv.opts)
+	opts := srv.opts // the server keeps the pointer and reads it while running
+	s, err := server.NewServer(&opts)
 	if err != nil {
 		srv.t.Fatalf("failed to create nats-server: %v", err)
 	}
@@ -86,9 +87,6 @@ func (srv *Server) run() {
 
 // URL returns "nats://127.0.0.1:PORT".
 func (srv *Server) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(srv.opts.Port) }
-
-// Running reports whether the server is up (not shut down).
-func (srv *Server) Running() bool { return srv.s != nil }
 
 // NumClients returns how many clients are connected to this server.
 func (srv *Server) NumClients() int { return srv.s.NumClients() }

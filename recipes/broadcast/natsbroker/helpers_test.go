@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 // testTimeout bounds every wait in this package's tests.
 const testTimeout = 30 * time.Second
 
-func testCtx(t *testing.T) context.Context { return wstest.Context(t, testTimeout) }
+func testCtx(t testing.TB) context.Context { return wstest.Context(t, testTimeout) }
 
 // node is one node of a test cluster: a hub, its NATS broker, and a
 // WebSocket server whose connections subscribe to the topic named in the
@@ -47,7 +47,7 @@ type node struct {
 // startNode starts a node on the NATS servers at natsURL (which need not
 // be up). The node is stopped at the end of the test: broker closed, then
 // the NATS connection and the WebSocket server.
-func startNode(t *testing.T, natsURL string, opts *natsbroker.Options, hubOpts *broadcast.Options) *node {
+func startNode(t testing.TB, natsURL string, opts *natsbroker.Options, hubOpts *broadcast.Options) *node {
 	t.Helper()
 	n := &node{hub: broadcast.NewHub(hubOpts), subs: make(chan *broadcast.Subscriber, 16), served: make(chan error, 16)}
 	nc, err := natsbroker.Dial(natsURL)
@@ -59,17 +59,34 @@ func startNode(t *testing.T, natsURL string, opts *natsbroker.Options, hubOpts *
 		nc.Close()
 		t.Fatal(err)
 	}
+	n.wsURL = serveHub(t, n.hub, n.subs, n.served)
+	t.Cleanup(func() {
+		n.stop(t)
+		nc.Close()
+	})
+	return n
+}
+
+// serveHub runs a WebSocket server whose connections subscribe to hub, to
+// the topic named in the URL's query (?topic=T), and returns its URL. Each
+// subscriber goes to subs and its Serve's result to served, unless nil.
+func serveHub(t testing.TB, hub *broadcast.Hub, subs chan<- *broadcast.Subscriber, served chan<- error) string {
 	ln := smallSendBuf{wstest.Listen(t)}
-	n.wsURL = wstest.Serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
+	return wstest.Serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
 			return err
 		}
-		s := n.hub.SubscribeTo(r.HTTPRequest.URL.Query().Get("topic"), c)
-		n.subs <- s
+		s := hub.SubscribeTo(r.HTTPRequest.URL.Query().Get("topic"), c)
+		if subs != nil {
+			subs <- s
+		}
 		return nursery.Run(ctx, func(ctx context.Context, nn *nursery.Nursery) error {
 			nn.Go(func(ctx context.Context) error {
-				n.served <- s.Serve(ctx)
+				err := s.Serve(ctx)
+				if served != nil {
+					served <- err
+				}
 				return nil
 			})
 			for {
@@ -79,15 +96,10 @@ func startNode(t *testing.T, natsURL string, opts *natsbroker.Options, hubOpts *
 			}
 		})
 	}, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second}).URL
-	t.Cleanup(func() {
-		n.stop(t)
-		nc.Close()
-	})
-	return n
 }
 
 // stop closes the broker (saying goodbye).
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.broker.Close(ctx); err != nil && n.nc.IsConnected() {
@@ -97,7 +109,7 @@ func (n *node) stop(t *testing.T) {
 
 // flush waits until the node's NATS server has its subscriptions (on one
 // server; a cluster spreads them over routes later).
-func (n *node) flush(t *testing.T) {
+func (n *node) flush(t testing.TB) {
 	t.Helper()
 	if err := n.nc.FlushTimeout(testTimeout); err != nil {
 		t.Fatal(err)
@@ -106,7 +118,7 @@ func (n *node) flush(t *testing.T) {
 
 // subscribe connects a client to the node's topic and waits until it is
 // subscribed.
-func (n *node) subscribe(t *testing.T, ctx context.Context, topic string, opts *wsconn.DialOptions) *wsconn.Conn {
+func (n *node) subscribe(t testing.TB, ctx context.Context, topic string, opts *wsconn.DialOptions) *wsconn.Conn {
 	t.Helper()
 	c := wstest.Dial(t, ctx, n.wsURL+"?topic="+url.QueryEscape(topic), opts)
 	wstest.Recv(t, ctx, n.subs)
@@ -145,14 +157,14 @@ func text(s string) wsconn.Message { return wsconn.Message{Type: wsconn.Text, Da
 
 func numbered(i int) wsconn.Message { return text(strconv.Itoa(i)) }
 
-func publish(t *testing.T, b broadcast.Broker, topic string, m wsconn.Message) {
+func publish(t testing.TB, b broadcast.Broker, topic string, m wsconn.Message) {
 	t.Helper()
 	if err := b.PublishTo(topic, m); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func expectText(t *testing.T, ctx context.Context, c *wsconn.Conn, want string) {
+func expectText(t testing.TB, ctx context.Context, c *wsconn.Conn, want string) {
 	t.Helper()
 	m, err := c.Receive(ctx)
 	if err != nil {
@@ -166,7 +178,7 @@ func expectText(t *testing.T, ctx context.Context, c *wsconn.Conn, want string) 
 // eventually polls cond until it holds, failing the test when ctx ends.
 // For state that changes with no event to wait on (another node's presence
 // arriving over NATS).
-func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {
@@ -181,7 +193,7 @@ func eventually(t *testing.T, ctx context.Context, what string, cond func() bool
 // until the client c (a subscriber of topic on another node) receives one,
 // and fails the test if that takes longer than limit. It returns how long
 // it took. Probes in flight after the first may still arrive at c.
-func resumeWithin(t *testing.T, ctx context.Context, from broadcast.Broker, topic string, c *wsconn.Conn, limit time.Duration) time.Duration {
+func resumeWithin(t testing.TB, ctx context.Context, from broadcast.Broker, topic string, c *wsconn.Conn, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, limit)
