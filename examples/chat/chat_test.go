@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	main "github.com/wsnursery/wsnursery/examples/chat"
 	"github.com/wsnursery/wsnursery/examples/internal/extest"
 	"github.com/wsnursery/wsnursery/internal/natstest"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/recipes/jsonmsg"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -162,18 +162,8 @@ func TestShutdown(t *testing.T) {
 	cancel()
 	rctx, rcancel := context.WithTimeout(context.Background(), timeout)
 	defer rcancel()
-	for {
-		_, err := c.Receive(rctx)
-		var closed *wsconn.ConnectionClosedError
-		if errors.As(err, &closed) {
-			if closed.Reason.Code != wsconn.StatusGoingAway {
-				t.Fatalf("closed with %v, want 1001", closed.Reason)
-			}
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if r := wstest.ReceiveClose(t, rctx, c); r.Code != wsconn.StatusGoingAway {
+		t.Fatalf("closed with %v, want 1001", r)
 	}
 	select {
 	case err := <-done:

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"context"
 	"github.com/wsnursery/wsnursery/examples/internal/extest"
 	"github.com/wsnursery/wsnursery/internal/natstest"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/recipes/jsonmsg"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -169,18 +169,8 @@ func TestClusterNodeKilled(t *testing.T) {
 	n3.proc.Signal(t, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	for {
-		_, err := carol.Receive(ctx)
-		var closed *wsconn.ConnectionClosedError
-		if errors.As(err, &closed) {
-			if closed.Reason.Code != wsconn.StatusGoingAway {
-				t.Fatalf("carol closed with %v, want 1001", closed.Reason)
-			}
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if r := wstest.ReceiveClose(t, ctx, carol); r.Code != wsconn.StatusGoingAway {
+		t.Fatalf("carol closed with %v, want 1001", r)
 	}
 	if code := n3.proc.Wait(t); code != 0 {
 		t.Fatalf("node 3 exited with %d after SIGTERM", code)
