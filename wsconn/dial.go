@@ -282,9 +282,13 @@ func checkResponse(resp *http.Response, sub string, offered []string, deflate bo
 	return checkDeflateResponse(resp.Header.Values("Sec-WebSocket-Extensions"), deflate)
 }
 
+// maxRejectBody is how much of a rejection's body ConnectionRejectedError
+// keeps: 1 KiB, which is also all that gorilla's Dialer keeps of it.
+const maxRejectBody = 1 << 10
+
 func dialError(ctx, dctx context.Context, rawURL string, resp *http.Response, err error) error {
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRejectBody))
 		return &ConnectionRejectedError{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}
 	}
 	switch {

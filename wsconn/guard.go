@@ -17,8 +17,11 @@ import (
 // Autobahn expect 1007). It parses frame headers as the bytes pass, skips
 // payloads in bulk, and holds back the last byte of a Close frame until its
 // payload has been checked, so gorilla never acts on a bad one: the next
-// Read returns a *badCloseFrame instead, which the reader turns into the
-// right close code.
+// Read returns a *guardError instead (a *peerCloseFrame for a valid code
+// that gorilla would refuse, 1014), which the reader turns into the right
+// close code. It also fails a data message as soon as its frame headers
+// declare more than MaxMessageSize (1009), and checks RSV1 against the
+// negotiated compression.
 type frameGuard struct {
 	net.Conn
 	err         error
