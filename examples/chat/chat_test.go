@@ -21,6 +21,7 @@ import (
 	"github.com/wsnursery/wsnursery/examples/internal/extest"
 	"github.com/wsnursery/wsnursery/internal/natstest"
 	"github.com/wsnursery/wsnursery/internal/wstest"
+	"github.com/wsnursery/wsnursery/recipes/broadcast/natsbroker"
 	"github.com/wsnursery/wsnursery/recipes/jsonmsg"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -36,13 +37,19 @@ const timeout = 20 * time.Second
 // the test and returns its base URL ("http://127.0.0.1:PORT").
 func startChat(t *testing.T, onReport func(main.Report)) string {
 	t.Helper()
+	return startChatWith(t, func(ctx context.Context, ln net.Listener) error { return main.Serve(ctx, ln, onReport) })
+}
+
+// startChatWith is startChat with serve as the server.
+func startChatWith(t *testing.T, serve func(context.Context, net.Listener) error) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- main.Serve(ctx, ln, onReport) }()
+	go func() { done <- serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -214,7 +221,35 @@ func TestTwoBrowsers(t *testing.T) {
 	base := startChat(t, func(r main.Report) { reports <- r })
 	startBrowser(t, chromium, base+"/?name=alice&say=hi+from+alice&expect=bob")
 	startBrowser(t, chromium, base+"/?name=bob&say=hi+from+bob&expect=alice")
+	waitReports(t, reports)
+}
 
+// TestTwoBrowsersTwoNodes: the same page, unchanged, with each browser on
+// its own node of a cluster over NATS: each sees the other online and gets
+// the other's message.
+func TestTwoBrowsersTwoNodes(t *testing.T) {
+	chromium := findChromium(t)
+	srv := natstest.Start(t)
+	reports := make(chan main.Report, 4)
+	var bases []string
+	for range 2 {
+		nc, err := natsbroker.Dial(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close) // after the chat's own cleanup (LIFO)
+		bases = append(bases, startChatWith(t, func(ctx context.Context, ln net.Listener) error {
+			return main.ServeNATS(ctx, ln, nc, func(r main.Report) { reports <- r })
+		}))
+	}
+	startBrowser(t, chromium, bases[0]+"/?name=alice&say=hi+from+alice&expect=bob")
+	startBrowser(t, chromium, bases[1]+"/?name=bob&say=hi+from+bob&expect=alice")
+	waitReports(t, reports)
+}
+
+// waitReports waits for alice's and bob's reports of each other's message.
+func waitReports(t *testing.T, reports <-chan main.Report) {
+	t.Helper()
 	want := map[string]main.Report{
 		"alice": {Name: "alice", From: "bob", Text: "hi from bob"},
 		"bob":   {Name: "bob", From: "alice", Text: "hi from alice"},

@@ -274,3 +274,25 @@ func TestClusterFlags(t *testing.T) {
 		t.Fatalf("missing credentials file: exit %d, stderr %q; want 1 and a message", code, p.Stderr())
 	}
 }
+
+// TestClusterLongOutage: with NATS down for longer than the presence
+// expiry, each node announces the other's users as gone, and as back once
+// NATS is.
+func TestClusterLongOutage(t *testing.T) {
+	nats := natstest.StartProcess(t, 0)
+	n1 := startNode(t, nats.URL())
+	alice := joinNode(t, n1, "alice", "alice")
+	n2 := startNode(t, nats.URL())
+	n2.seen(t, n1)
+	bob := joinNode(t, n2, "bob", "alice", "bob")
+	expectEvent(t, alice, event{Kind: "join", Name: "bob", Users: []string{"alice", "bob"}})
+
+	nats.Kill()
+	expectEvent(t, alice, event{Kind: "leave", Name: "bob", Users: []string{"alice"}})
+	expectEvent(t, bob, event{Kind: "leave", Name: "alice", Users: []string{"bob"}})
+	nats.Restart()
+	start := time.Now()
+	expectEvent(t, alice, event{Kind: "join", Name: "bob", Users: []string{"alice", "bob"}})
+	expectEvent(t, bob, event{Kind: "join", Name: "alice", Users: []string{"alice", "bob"}})
+	t.Logf("users announced again %v after NATS restarted", time.Since(start).Round(time.Millisecond))
+}

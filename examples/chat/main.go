@@ -32,7 +32,7 @@
 // (recipes/broadcast/natsbroker), and the users list in welcome, join and
 // leave covers every node. A node that dies without saying goodbye drops
 // out of the others' lists within about 12 s, and its users are announced
-// as having left. If NATS is unreachable the node still serves its own
+// as having left (and as joining again, should the node come back). If NATS is unreachable the node still serves its own
 // users, logs a warning, and rejoins the others when NATS is back; the
 // broker's package documentation says what is lost meanwhile. The page and
 // its WebSocket protocol are the same with and without -nats.
@@ -217,9 +217,10 @@ func serve(ctx context.Context, ln net.Listener, opts *options) error {
 	room := &room{hub: hub, broker: hub, hb: opts.heartbeat, log: log}
 	if opts.nats != nil {
 		b, err := natsbroker.New(hub, opts.nats, &natsbroker.Options{
-			Prefix:     opts.natsPrefix,
-			Logger:     log,
-			OnNodeGone: room.nodeGone,
+			Prefix:         opts.natsPrefix,
+			Logger:         log,
+			OnNodeGone:     room.nodeGone,
+			OnNodeAppeared: room.nodeAppeared,
 		})
 		if err != nil {
 			return err
@@ -429,7 +430,8 @@ func (rm *room) members() []string {
 }
 
 // nodeGone announces, to this node's users, the users of another node that
-// went away without saying goodbye. Every node does it for its own users.
+// went away without saying goodbye (or that this node lost sight of during
+// an outage). Every node does it for its own users.
 func (rm *room) nodeGone(t string, gone []string) {
 	if t != topic {
 		return
@@ -437,6 +439,18 @@ func (rm *room) nodeGone(t string, gone []string) {
 	for _, name := range gone {
 		rm.log.Info("left with its node", "name", name)
 		rm.send(event{Kind: "leave", Name: name, Users: rm.members()}, false)
+	}
+}
+
+// nodeAppeared announces, to this node's users, the users of a node that
+// this node hears from for the first time or again, after an outage.
+func (rm *room) nodeAppeared(t string, names []string) {
+	if t != topic {
+		return
+	}
+	for _, name := range names {
+		rm.log.Info("joined with its node", "name", name)
+		rm.send(event{Kind: "join", Name: name, Users: rm.members()}, false)
 	}
 }
 

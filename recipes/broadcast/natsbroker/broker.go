@@ -54,8 +54,17 @@ type Options struct {
 	// by its goodbye or by expiry, once per topic with the members that
 	// are no longer present on any node, so that the application can
 	// announce that they left (on its own hub: every node makes the call
-	// itself). It runs on the broker's goroutine and must not block.
+	// itself). It runs on one of the broker's goroutines and must not
+	// block.
 	OnNodeGone func(topic string, gone []string)
+	// OnNodeAppeared, if not nil, is called when another node's presence
+	// begins: the first time this node hears from it, or again after its
+	// presence had ended (say, after an outage longer than
+	// PresenceExpiry). It is called once per topic with the node's members
+	// that no other node had, so that the application can announce them
+	// (members who join later are announced by their own node's messages).
+	// It runs on one of the broker's goroutines and must not block.
+	OnNodeAppeared func(topic string, members []string)
 	// Logger receives the broker's warnings: dropped messages, malformed
 	// messages on its subjects. Default: discard.
 	Logger *slog.Logger
@@ -209,13 +218,19 @@ func (b *Broker) Join(topic, member string) (leave func()) { return b.local.Join
 
 // Members returns who is present in topic on this node and on every other
 // node whose presence has not expired, sorted, each once.
-func (b *Broker) Members(topic string) []string {
+func (b *Broker) Members(topic string) []string { return b.membersExcept(topic, "") }
+
+// membersExcept is Members without the node skip.
+func (b *Broker) membersExcept(topic, skip string) []string {
 	set := map[string]struct{}{}
 	for _, m := range b.local.Members(topic) {
 		set[m] = struct{}{}
 	}
 	b.mu.Lock()
-	for _, n := range b.remote {
+	for id, n := range b.remote {
+		if id == skip {
+			continue
+		}
 		for _, m := range n.topics[topic] {
 			set[m] = struct{}{}
 		}
@@ -375,6 +390,7 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 	}
 	b.mu.Lock()
 	n := b.remote[p.Node]
+	appeared := n == nil
 	if n == nil || p.Kind == kindHello || p.Kind == kindBeat {
 		if n == nil {
 			n = &node{}
@@ -396,6 +412,9 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 	}
 	n.seen = time.Now()
 	b.mu.Unlock()
+	if appeared && b.opts.OnNodeAppeared != nil {
+		b.report(p.Node, n, b.opts.OnNodeAppeared)
+	}
 	if p.Kind == kindHello {
 		b.enqueueState()
 	}
@@ -429,19 +448,28 @@ func (b *Broker) expire() {
 
 // gone reports the members of a departed node that no other node has.
 func (b *Broker) gone(n *node) {
-	if b.opts.OnNodeGone == nil {
-		return
+	if b.opts.OnNodeGone != nil {
+		b.report("", n, b.opts.OnNodeGone)
 	}
-	for _, t := range slices.Sorted(maps.Keys(n.topics)) {
-		still := b.Members(t)
-		var left []string
-		for _, m := range n.topics[t] {
-			if _, ok := slices.BinarySearch(still, m); !ok {
-				left = append(left, m)
+}
+
+// report calls fn for each topic of n with n's members that neither this
+// node nor any other known node but id has (n itself is no longer, or not
+// yet, counted when id is "").
+func (b *Broker) report(id string, n *node, fn func(topic string, members []string)) {
+	b.mu.Lock()
+	topics := maps.Clone(n.topics)
+	b.mu.Unlock()
+	for _, t := range slices.Sorted(maps.Keys(topics)) {
+		others := b.membersExcept(t, id)
+		var only []string
+		for _, m := range topics[t] {
+			if _, ok := slices.BinarySearch(others, m); !ok {
+				only = append(only, m)
 			}
 		}
-		if len(left) > 0 {
-			b.opts.OnNodeGone(t, left)
+		if len(only) > 0 {
+			fn(t, only)
 		}
 	}
 }

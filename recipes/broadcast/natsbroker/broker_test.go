@@ -376,3 +376,42 @@ func TestCloseIsLocalOnly(t *testing.T) {
 		t.Fatalf("node 1 Stats after Close = %+v, want nothing more sent (%d) and nothing received", st, sent)
 	}
 }
+
+// A node that starts hears of the members already present elsewhere
+// through OnNodeAppeared; a member's Join is visible on another node before
+// any message its node published after it.
+func TestNodeAppearedAndJoinBeforeMessages(t *testing.T) {
+	ctx := testCtx(t)
+	srv := natstest.Start(t)
+	n2 := startNode(t, srv.URL(), nil, nil)
+	defer n2.broker.Join("room", "bob")()
+	n2.flush(t)
+	type call struct {
+		topic   string
+		members []string
+	}
+	appeared := make(chan call, 4)
+	n1 := startNode(t, srv.URL(), &natsbroker.Options{
+		OnNodeAppeared: func(topic string, members []string) { appeared <- call{topic, members} },
+	}, nil)
+	if c := wstest.Recv(t, ctx, appeared); c.topic != "room" || !slices.Equal(c.members, []string{"bob"}) {
+		t.Fatalf("OnNodeAppeared(%q, %q), want room, [bob]", c.topic, c.members)
+	}
+	n1.flush(t)
+	sub := n1.subscribe(t, ctx, "room", nil)
+	for i := range 20 {
+		name := "carol-" + strconv.Itoa(i)
+		leave := n2.broker.Join("room", name)
+		publish(t, n2.broker, "room", text(name+" joined"))
+		expectText(t, ctx, sub, name+" joined")
+		if got := n1.broker.Members("room"); !slices.Contains(got, name) {
+			t.Fatalf("node 1 delivered %q's join notice before recording the join: Members = %q", name, got)
+		}
+		leave()
+	}
+	select {
+	case c := <-appeared:
+		t.Fatalf("OnNodeAppeared(%q, %q) again for a node already known", c.topic, c.members)
+	default:
+	}
+}
