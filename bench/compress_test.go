@@ -153,8 +153,11 @@ type gorillaEcho struct{ ws *websocket.Conn }
 func (c gorillaEcho) Send(_ context.Context, p []byte) error {
 	return c.ws.WriteMessage(websocket.BinaryMessage, p)
 }
-func (c gorillaEcho) Recv(context.Context) ([]byte, error) { _, p, err := c.ws.ReadMessage(); return p, err }
-func (c gorillaEcho) Close() error                         { return c.ws.Close() }
+func (c gorillaEcho) Recv(context.Context) ([]byte, error) {
+	_, p, err := c.ws.ReadMessage()
+	return p, err
+}
+func (c gorillaEcho) Close() error { return c.ws.Close() }
 
 func dialGorilla(compress bool) func(context.Context, string, netDial) (echoConn, error) {
 	return func(ctx context.Context, url string, nd netDial) (echoConn, error) {
@@ -196,8 +199,11 @@ type coderEcho struct{ c *coder.Conn }
 func (c coderEcho) Send(ctx context.Context, p []byte) error {
 	return c.c.Write(ctx, coder.MessageBinary, p)
 }
-func (c coderEcho) Recv(ctx context.Context) ([]byte, error) { _, p, err := c.c.Read(ctx); return p, err }
-func (c coderEcho) Close() error                             { return c.c.CloseNow() }
+func (c coderEcho) Recv(ctx context.Context) ([]byte, error) {
+	_, p, err := c.c.Read(ctx)
+	return p, err
+}
+func (c coderEcho) Close() error { return c.c.CloseNow() }
 
 func dialCoder(mode coder.CompressionMode) func(context.Context, string, netDial) (echoConn, error) {
 	return func(ctx context.Context, url string, nd netDial) (echoConn, error) {
