@@ -61,6 +61,9 @@ const (
 	// evClose: a local Close or an abort. Starts closing with the given
 	// reason unless it has started, and discards the queued messages.
 	evClose closeEvent = iota
+	// evCloseReceiving: a local CloseReceiving. As evClose, but the queue
+	// is kept: what arrives before the peer's Close is still delivered.
+	evCloseReceiving
 	// evFail: bad input, a framing error or a lost connection. Starts
 	// closing with the given reason unless it has started.
 	evFail
@@ -83,7 +86,7 @@ func (c *Conn) transition(ev closeEvent, reason CloseReason) connState {
 	from := c.state
 	to := from
 	switch ev {
-	case evClose, evFail:
+	case evClose, evCloseReceiving, evFail:
 		if from == stateOpen {
 			to, c.reason = stateClosing, reason
 		}
@@ -131,6 +134,25 @@ func (c *Conn) stateNow() connState {
 // boundary. Close is idempotent: a later call waits for the first to finish
 // (bounded by its ctx) and returns nil.
 func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error {
+	return c.closeHandshake(ctx, code, reason, evClose)
+}
+
+// CloseReceiving is [Conn.Close] for when the peer's last messages matter
+// (a client that has just sent requests, say): it runs the same closing
+// handshake, but the messages already queued and those that arrive before
+// the peer's Close frame are kept for Receive instead of being discarded.
+// Receive returns them in order, then the *ConnectionClosedError.
+//
+// Something must go on calling Receive meanwhile: while the queue is full
+// the reader waits, the peer's Close frame goes unread, and the handshake
+// ends by ctx or the disconnect timeout instead. A Close called during
+// CloseReceiving discards the queue from then on.
+func (c *Conn) CloseReceiving(ctx context.Context, code StatusCode, reason string) error {
+	return c.closeHandshake(ctx, code, reason, evCloseReceiving)
+}
+
+// closeHandshake is Close, with ev saying whether the queue is discarded.
+func (c *Conn) closeHandshake(ctx context.Context, code StatusCode, reason string, ev closeEvent) error {
 	if code == StatusNoStatusReceived || code == StatusAbnormalClosure || code == StatusTLSHandshake {
 		code = StatusNormalClosure
 	}
@@ -141,7 +163,7 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 		return fmt.Errorf("failed to close: reason is not valid UTF-8")
 	}
 	reason = truncateReason(reason)
-	if c.transition(evClose, CloseReason{Code: code, Reason: reason}) != stateOpen {
+	if c.transition(ev, CloseReason{Code: code, Reason: reason}) != stateOpen {
 		select {
 		case <-c.done:
 			return nil
@@ -161,8 +183,7 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 	}
 	err := c.writeClose(code, reason, deadline)
 	if dead || (err != nil && err != websocket.ErrCloseSent) {
-		c.netConn.Close()
-		<-c.done
+		c.drop()
 		return nil
 	}
 	timer := time.NewTimer(c.cfg.disconnectTimeout)
@@ -174,14 +195,21 @@ func (c *Conn) Close(ctx context.Context, code StatusCode, reason string) error 
 		if c.isDone() { // the handshake finished, which cancelled ctx
 			return nil
 		}
-		c.netConn.Close()
-		<-c.done
+		c.drop()
 		return fmt.Errorf("failed to close: %w", ctx.Err())
 	case <-timer.C:
-		c.netConn.Close()
-		<-c.done
+		c.drop()
 		return fmt.Errorf("failed to close: %w", ErrDisconnectionTimeout)
 	}
+}
+
+// drop ends a closing handshake that will not finish: it closes TCP,
+// discards the queue (a reader waiting to queue a message after
+// CloseReceiving would otherwise never stop) and waits for the reader.
+func (c *Conn) drop() {
+	c.netConn.Close()
+	c.transition(evClose, CloseReason{})
+	<-c.done
 }
 
 // abort fails the connection without a closing handshake: the TCP

@@ -53,7 +53,8 @@
 // the code the peer echoed. Once closing has started every Send, Ping and
 // Pong fails with a *ConnectionClosedError. After the peer closes or the
 // connection is lost, Receive still returns the messages already queued,
-// then a *ConnectionClosedError; after a local Close the queue is discarded.
+// then a *ConnectionClosedError; after a local Close the queue is discarded
+// (CloseReceiving keeps it, and what arrives before the peer's Close).
 // Done is closed when everything is over: TCP closed, reader stopped.
 //
 // Bad input fails the connection with the matching code: invalid UTF-8 in a
