@@ -101,17 +101,17 @@ func (d *demo) say(who, format string, args ...any) {
 	fmt.Fprintf(d.out, "[+%.3fs] %-9s %s\n", elapsed, who, fmt.Sprintf(format, args...))
 }
 
-// serve runs the echo server, reporting its URL through started.
+// serve runs the echo server, reporting its URL through started once it
+// listens (ServerOptions.OnListen tells the port ":0" picked).
 func (d *demo) serve(ctx context.Context, started func(string)) error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("failed to listen: %w", err)
-	}
-	url := "ws://" + ln.Addr().String() + "/"
-	d.say("server", "listening on %s", url)
-	started(url)
-	srv := wsconn.NewServer(d.handle, &wsconn.ServerOptions{DisconnectTimeout: time.Second})
-	err = srv.Serve(ctx, ln)
+	err := wsconn.ListenAndServe(ctx, "127.0.0.1:0", d.handle, &wsconn.ServerOptions{
+		DisconnectTimeout: time.Second,
+		OnListen: func(addr net.Addr) {
+			url := "ws://" + addr.String() + "/"
+			d.say("server", "listening on %s", url)
+			started(url)
+		},
+	})
 	if errors.Is(err, context.Canceled) {
 		return nil // the demo is over
 	}
