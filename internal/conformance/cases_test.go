@@ -35,6 +35,9 @@ type wsCase struct {
 	// offer and response, when set, negotiate permessage-deflate (RFC
 	// 7692): the raw client offers offer, the raw server answers response.
 	offer, response string
+	// streamed: wsconn's application echoes with Reader and Writer
+	// (stream_test.go).
+	streamed bool
 }
 
 // ext is what the raw peer offers or answers in role.
@@ -310,6 +313,7 @@ var cases = func() []wsCase {
 		}))
 	}
 	add(echo("6.E3", "invalid UTF-8 in a binary message is not checked", echoMsg(opBinary, invalid)))
+	add(strictCases()...) // 6.4.x: fail as soon as the text is invalid
 
 	// 7.x closing.
 	add(echo("7.1.1", "text, then a normal close", echoMsg(opText, hello)))
@@ -377,7 +381,8 @@ var cases = func() []wsCase {
 		p.writeRaw(appendHeader(nil, true, 0, opBinary, p.client, 1<<63|5))
 	}))
 
-	cs = append(cs, deflateCases()...) // 12.x, 13.x: permessage-deflate
+	cs = append(cs, streamedCases(cs)...) // 5.x and 6.x through Reader and Writer
+	cs = append(cs, deflateCases()...)    // 12.x, 13.x: permessage-deflate
 	return cs
 }()
 
@@ -410,7 +415,11 @@ func runCase(t *testing.T, role string, c wsCase) {
 	if maxSize == 0 {
 		maxSize = 4 << 20
 	}
+	if c.streamed {
+		ctx = context.WithValue(ctx, appKey{}, streamEcho)
+	}
 	p, results := setup(t, ctx, role, maxSize, c.ext(role))
+	p.streamed = c.streamed
 	p.chop = c.chop
 	c.send(p)
 	p.chop = 0

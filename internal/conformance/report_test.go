@@ -53,7 +53,10 @@ match its results.
 Role **server**: wsconn serves and a raw TCP client writes hand-built masked
 frames. Role **client**: wsconn dials a raw TCP server that writes unmasked
 frames. Case numbers follow the Autobahn TestSuite; **E** marks cases it does
-not have, **H** the client's opening handshake (RFC 6455 §4.1). "echo, close
+not have, **H** the client's opening handshake (RFC 6455 §4.1). **S** marks a
+streamed run: wsconn's application echoes with Reader and Writer instead of
+Receive and Send (every 5.x and 6.x case again as N.S, and cases of its own
+with messages over 64 KiB, which wsconn streams rather than reads ahead). "echo, close
 1000" means every message and ping was echoed and the peer's closing
 handshake answered; "close N" is the Close frame wsconn must send (and the
 code Receive and CloseReason must report, unless another is named).
