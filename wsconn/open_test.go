@@ -173,6 +173,10 @@ func TestOpenDialFailure(t *testing.T) {
 		if err == nil || ran {
 			t.Fatalf("Open(%s) = %v, fn ran: %v", url, err, ran)
 		}
+		var re *wsconn.ConnectionRejectedError
+		if rejected := errors.As(err, &re); rejected != (url == rejecting) || (rejected && (re.StatusCode != 404 || string(re.Body) != "no such room")) {
+			t.Fatalf("Open(%s) = %v, want Dial's error as it is", url, err)
+		}
 	}
 }
 

@@ -165,15 +165,34 @@ func TestPingWaitingWhenConnectionCloses(t *testing.T) {
 				wantClosed(t, <-errc, 4000, "gone")
 				return
 			}
-			go c.Close(ctx, 4100, "leaving")
+			closed := make(chan error, 1)
+			go func() { closed <- c.Close(ctx, 4100, "leaving") }()
 			wantClosed(t, <-errc, 4100, "*")
+			if err := <-closed; err != nil {
+				t.Fatalf("Close = %v", err)
+			}
 		})
 	}
 }
 
-// OnPing and OnPong observe the peer's control frames.
+// OnPing and OnPong observe the peer's control frames; the ping is still
+// answered.
 func TestPingPongObservers(t *testing.T) {
-	url, pings, ctl := pingPeer(t)
+	pongs, ctl := make(chan string, 4), make(chan ctlFrame)
+	url := rawPeer(t, nil, func(ws *websocket.Conn) {
+		ws.SetPongHandler(func(s string) error { pongs <- s; return nil })
+		go func() {
+			for f := range ctl {
+				ws.WriteControl(f.typ, []byte(f.payload), time.Now().Add(5*time.Second))
+			}
+		}()
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { close(ctl) })
 	seenPing, seenPong := make(chan string, 1), make(chan string, 1)
 	c := dial(t, url, &wsconn.DialOptions{
 		OnPing: func(p []byte) { seenPing <- string(p) },
@@ -188,10 +207,17 @@ func TestPingPongObservers(t *testing.T) {
 	if got := <-seenPing; got != "hello" {
 		t.Fatalf("OnPing saw %q", got)
 	}
-	if err := c.SendText(ctx, "x"); err != nil {
+	if got := within(t, 10*time.Second, pongs); got != "hello" {
+		t.Fatalf("the peer got pong %q, want the answer to its ping", got)
+	}
+	select {
+	case p := <-seenPong:
+		t.Fatalf("OnPong saw %q: our own pong is not the peer's", p)
+	default:
+	}
+	if err := c.Ping(ctx, []byte("ours")); err != nil {
 		t.Fatal(err)
 	}
-	_ = pings
 }
 
 // A pong that arrives just before the peer's Close still answers its ping:
