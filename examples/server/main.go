@@ -25,6 +25,7 @@
 //	-max-message-size BYTES  largest message accepted; larger ones close the connection with 1009
 //	-subprotocol NAME        a subprotocol the server speaks (repeatable); the first one the
 //	                         client offers is selected
+//	-compress                negotiate permessage-deflate with clients that offer it (browsers do)
 //	-trace                   log handshakes, frames and closes (debug level)
 package main
 
@@ -84,6 +85,7 @@ type config struct {
 	tlsKey         string
 	maxMessageSize int64
 	subprotocols   []string
+	compress       bool
 	trace          bool
 }
 
@@ -104,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		cfg.subprotocols = append(cfg.subprotocols, s)
 		return nil
 	})
+	fs.BoolVar(&cfg.compress, "compress", false, "negotiate permessage-deflate with clients that offer it")
 	fs.BoolVar(&cfg.trace, "trace", false, "log handshakes, frames and closes")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -156,11 +159,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	e := &echoServer{cfg: cfg, log: log}
-	srv := wsconn.NewServer(e.handle, &wsconn.ServerOptions{
+	opts := &wsconn.ServerOptions{
 		DisconnectTimeout: disconnectTimeout,
 		MaxMessageSize:    cfg.maxMessageSize,
 		Logger:            log,
-	})
+	}
+	if cfg.compress {
+		opts.Compression = wsconn.CompressionNoContextTakeover
+	}
+	srv := wsconn.NewServer(e.handle, opts)
 	// Serve shuts down when its context ends; log first, then let it.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
@@ -194,6 +201,9 @@ func (e *echoServer) handle(ctx context.Context, r *wsconn.Request) error {
 	defer e.open.Add(-1)
 	start := time.Now()
 	log := e.log.With("remote", r.RemoteAddr.String())
+	if c.Compression() != wsconn.CompressionDisabled {
+		log = log.With("compression", c.Compression().String())
+	}
 	log.Info("connection opened", "path", r.Path, "subprotocol", c.Subprotocol())
 
 	messages := 0 // received (and echoed)
