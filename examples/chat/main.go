@@ -239,6 +239,7 @@ func serve(ctx context.Context, ln net.Listener, opts *options) error {
 		MaxMessageSize:    maxMessageSize,
 		DisconnectTimeout: shutdownTimeout,
 		Logger:            log,
+		Compression:       wsconn.CompressionNoContextTakeover, // browsers offer permessage-deflate
 	})
 	page, err := fs.Sub(static, "static")
 	if err != nil {
