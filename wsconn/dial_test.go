@@ -5,10 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -28,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsnursery/wsnursery/internal/pipenet"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -110,42 +108,6 @@ func redirectDial(target string, asked chan<- string) func(context.Context, stri
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", target)
 	}
-}
-
-// tcpPeer runs fn for every TCP connection to a loopback listener and
-// returns its address. Connections are closed when fn returns; the listener
-// is closed, and every fn awaited, when the test ends.
-func tcpPeer(t *testing.T, fn func(c net.Conn)) string {
-	t.Helper()
-	ln := listen(t)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				fn(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // httpTestServer mounts srv in an httptest server (TLS when tlsOn) on
@@ -448,118 +410,15 @@ func TestDialTLS(t *testing.T) {
 	}
 }
 
-// testProxy is a loopback proxy: negotiate runs its protocol on a new
-// client connection and returns the target asked for; the proxy then relays
-// to upstream (always the loopback test server, whatever the target).
-type testProxy struct {
-	addr    string
-	targets chan string
-}
-
-func startProxy(t *testing.T, upstream string, negotiate func(c net.Conn, br *bufio.Reader) (target string, err error)) *testProxy {
+// lastTarget is the target the proxy was last asked for (recorded before
+// it answers, so known once Dial has returned).
+func lastTarget(t *testing.T, p *wstest.Proxy) string {
 	t.Helper()
-	p := &testProxy{targets: make(chan string, 16)}
-	p.addr = tcpPeer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		target, err := negotiate(c, br)
-		if target != "" {
-			p.targets <- target
-		}
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", upstream)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		done := make(chan struct{})
-		go func() {
-			io.Copy(c, up)
-			c.Close()
-			close(done)
-		}()
-		io.Copy(up, br)
-		up.Close()
-		<-done
-	})
-	return p
-}
-
-// connectProxy speaks HTTP CONNECT and wants Basic auth user:pass. The
-// upstream connection is made before the 200 answer goes out.
-func connectProxy(user, pass string) func(net.Conn, *bufio.Reader) (string, error) {
-	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
-	return func(c net.Conn, br *bufio.Reader) (string, error) {
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return "", err
-		}
-		if req.Method != http.MethodConnect {
-			io.WriteString(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-			return req.Method + " " + req.RequestURI, errors.New("not CONNECT")
-		}
-		if req.Header.Get("Proxy-Authorization") != want {
-			io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
-			return req.Host, errors.New("bad credentials")
-		}
-		_, err = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		return req.Host, err
+	targets := p.Targets()
+	if len(targets) == 0 {
+		t.Fatal("the proxy was asked for nothing")
 	}
-}
-
-// socks5Proxy speaks SOCKS5 (RFC 1928) without authentication, CONNECT only.
-func socks5Proxy(c net.Conn, br *bufio.Reader) (string, error) {
-	var hdr [2]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != 5 {
-		return "", fmt.Errorf("bad greeting %v: %v", hdr, err)
-	}
-	methods := make([]byte, hdr[1])
-	if _, err := io.ReadFull(br, methods); err != nil {
-		return "", err
-	}
-	if !slices.Contains(methods, 0) {
-		c.Write([]byte{5, 0xff})
-		return "", errors.New("client does not offer no-auth")
-	}
-	if _, err := c.Write([]byte{5, 0}); err != nil {
-		return "", err
-	}
-	var req [4]byte
-	if _, err := io.ReadFull(br, req[:]); err != nil || req[0] != 5 || req[1] != 1 {
-		return "", fmt.Errorf("bad request %v: %v", req, err)
-	}
-	var host string
-	switch req[3] {
-	case 1, 4:
-		ip := make(net.IP, 4)
-		if req[3] == 4 {
-			ip = make(net.IP, 16)
-		}
-		if _, err := io.ReadFull(br, ip); err != nil {
-			return "", err
-		}
-		host = ip.String()
-	case 3:
-		n, err := br.ReadByte()
-		if err != nil {
-			return "", err
-		}
-		name := make([]byte, n)
-		if _, err := io.ReadFull(br, name); err != nil {
-			return "", err
-		}
-		host = string(name)
-	default:
-		return "", fmt.Errorf("bad address type %d", req[3])
-	}
-	var port [2]byte
-	if _, err := io.ReadFull(br, port[:]); err != nil {
-		return "", err
-	}
-	target := net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port[:]))))
-	_, err := c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
-	return target, err
+	return targets[len(targets)-1]
 }
 
 // onlyDial is a NetDialContext that connects only to addr (the proxy) and
@@ -578,10 +437,10 @@ func onlyDial(t *testing.T, addr string) func(context.Context, string, string) (
 func TestDialThroughHTTPProxy(t *testing.T) {
 	seen := make(chan seenHandshake, 16)
 	server := strings.TrimPrefix(serve(t, nil, recordingEcho("", seen), nil), "ws://")
-	p := startProxy(t, server, connectProxy("alice", "s3cret pw"))
+	p := wstest.StartProxy(t, &wstest.ProxyOptions{User: "alice", Password: "s3cret pw", Upstream: server})
 	proxyVia := func(user *url.Userinfo) func(*http.Request) (*url.URL, error) {
 		return func(*http.Request) (*url.URL, error) {
-			return &url.URL{Scheme: "http", User: user, Host: p.addr}, nil
+			return &url.URL{Scheme: "http", User: user, Host: p.Addr}, nil
 		}
 	}
 
@@ -590,9 +449,9 @@ func TestDialThroughHTTPProxy(t *testing.T) {
 		// nothing but the proxy.
 		c := dial(t, "ws://ws.test:8080/via-proxy", &wsconn.DialOptions{
 			Proxy:          proxyVia(url.UserPassword("alice", "s3cret pw")),
-			NetDialContext: onlyDial(t, p.addr),
+			NetDialContext: onlyDial(t, p.Addr),
 		})
-		if target := within(t, 10*time.Second, p.targets); target != "ws.test:8080" {
+		if target := lastTarget(t, p); target != "ws.test:8080" {
 			t.Errorf("proxy asked for %q, want ws.test:8080", target)
 		}
 		h := within(t, 10*time.Second, seen)
@@ -609,7 +468,7 @@ func TestDialThroughHTTPProxy(t *testing.T) {
 			c.Close(ctxTimeout(t, 5*time.Second), 1000, "")
 			t.Fatal("Dial succeeded through a proxy that refused the credentials")
 		}
-		if target := within(t, 10*time.Second, p.targets); target != server {
+		if target := lastTarget(t, p); target != server {
 			t.Errorf("proxy asked for %q, want %q", target, server)
 		}
 		select {
@@ -623,13 +482,13 @@ func TestDialThroughHTTPProxy(t *testing.T) {
 func TestDialThroughSOCKS5Proxy(t *testing.T) {
 	seen := make(chan seenHandshake, 16)
 	server := strings.TrimPrefix(serve(t, nil, recordingEcho("", seen), nil), "ws://")
-	p := startProxy(t, server, socks5Proxy)
+	p := wstest.StartProxy(t, &wstest.ProxyOptions{SOCKS5: true, Upstream: server})
 	opts := func() *wsconn.DialOptions {
 		return &wsconn.DialOptions{
 			Proxy: func(*http.Request) (*url.URL, error) {
-				return &url.URL{Scheme: "socks5", Host: p.addr}, nil
+				return &url.URL{Scheme: "socks5", Host: p.Addr}, nil
 			},
-			NetDialContext: onlyDial(t, p.addr),
+			NetDialContext: onlyDial(t, p.Addr),
 		}
 	}
 	for _, tc := range []struct{ url, target, host string }{
@@ -639,7 +498,7 @@ func TestDialThroughSOCKS5Proxy(t *testing.T) {
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			c := dial(t, tc.url, opts())
-			if target := within(t, 10*time.Second, p.targets); target != tc.target {
+			if target := lastTarget(t, p); target != tc.target {
 				t.Errorf("proxy asked for %q, want %q", target, tc.target)
 			}
 			if h := within(t, 10*time.Second, seen); h.Host != tc.host {
@@ -843,7 +702,7 @@ func TestDialCallerCancellation(t *testing.T) {
 	})
 	t.Run("over TCP", func(t *testing.T) {
 		got, hungUp := make(chan struct{}, 1), make(chan bool, 1)
-		addr := tcpPeer(t, func(c net.Conn) { gotRequest(got, hungUp)(c, nil) })
+		addr := wstest.ServeTCP(t, func(c net.Conn) { gotRequest(got, hungUp)(c, nil) })
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		errc := make(chan error, 1)
@@ -896,7 +755,7 @@ func TestDialRejected(t *testing.T) {
 		}
 	})
 	t.Run("101 with a wrong accept key", func(t *testing.T) {
-		addr := tcpPeer(t, func(c net.Conn) {
+		addr := wstest.ServeTCP(t, func(c net.Conn) {
 			if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 				return
 			}

@@ -2,9 +2,9 @@ package wsconn_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsnursery/wsnursery/internal/pipenet"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -24,51 +25,17 @@ func TestMain(m *testing.M) {
 }
 
 // serve runs a wsconn.Server for h on ln (a loopback TCP listener when nil)
-// and returns its ws:// URL. The server is shut down, and Serve's return
-// awaited, when the test ends.
+// and returns its ws:// URL, without the final "/". The server is shut down,
+// and Serve's return checked, when the test ends (see wstest.Serve).
 func serve(t *testing.T, ln net.Listener, h wsconn.Handler, opts *wsconn.ServerOptions) string {
 	t.Helper()
-	if ln == nil {
-		ln = listen(t)
-	}
-	srv := wsconn.NewServer(h, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve returned %v", err)
-		}
-	})
-	return "ws://" + ln.Addr().String()
+	return strings.TrimSuffix(wstest.Serve(t, ln, h, opts).URL, "/")
 }
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
+func listen(t *testing.T) net.Listener { return wstest.Listen(t) }
 
 // echo is a handler that sends every message back until the peer closes.
-func echo(ctx context.Context, r *wsconn.Request) error {
-	c, err := r.Accept(ctx, nil)
-	if err != nil {
-		return err
-	}
-	for {
-		m, err := c.Receive(ctx)
-		if err != nil {
-			return nil
-		}
-		if err := c.Send(ctx, m); err != nil {
-			return nil
-		}
-	}
-}
+var echo wsconn.Handler = wstest.Echo
 
 // rawPeer runs a plain gorilla server whose connections are handed to fn,
 // for tests that need a peer that misbehaves or is observed frame by frame.
@@ -116,18 +83,7 @@ func rawPeer(t *testing.T, ln net.Listener, fn func(ws *websocket.Conn)) string 
 // dial opens a client connection that is closed when the test ends.
 func dial(t *testing.T, url string, opts *wsconn.DialOptions) *wsconn.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := wsconn.Dial(ctx, url, opts)
-	if err != nil {
-		t.Fatalf("Dial(%s): %v", url, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c.Close(ctx, wsconn.StatusNormalClosure, "")
-	})
-	return c
+	return wstest.Dial(t, context.Background(), url, opts)
 }
 
 // newPipeListener is an in-memory listener (see internal/pipenet), so that
@@ -155,11 +111,5 @@ func closeReason(t *testing.T, c *wsconn.Conn) wsconn.CloseReason {
 // when reason is not "*").
 func wantClosed(t *testing.T, err error, code wsconn.StatusCode, reason string) {
 	t.Helper()
-	var ce *wsconn.ConnectionClosedError
-	if !errors.As(err, &ce) || !errors.Is(err, wsconn.ErrConnectionClosed) {
-		t.Fatalf("err = %v, want *ConnectionClosedError", err)
-	}
-	if ce.Reason.Code != code || (reason != "*" && ce.Reason.Reason != reason) {
-		t.Fatalf("close reason = %v, want %d %q", ce.Reason, code, reason)
-	}
+	wstest.WantClosed(t, err, code, reason)
 }
