@@ -7,10 +7,12 @@
 // and reads commands from stdin, one per line:
 //
 //	send TEXT              send TEXT as a text message
+//	sendb HEX              send the bytes HEX (e.g. 00ff10, spaces allowed) as a binary message
 //	ping [PAYLOAD]         send a ping and print the round-trip time when its pong arrives
 //	wait [TIMEOUT]         wait for the next message not yet waited for (default 10s);
 //	                       lets a script be sure a reply arrived before it goes on
-//	close [CODE [REASON]]  run the closing handshake (default 1000) and exit
+//	close [CODE [REASON]]  run the closing handshake (default 1000) and exit; messages
+//	                       that arrive before the server's Close reply are still printed
 //	help                   list the commands
 //
 // Blank lines and lines starting with # are ignored, so stdin can be a
@@ -18,9 +20,17 @@
 //
 //	go run ./examples/client ws://127.0.0.1:8000/ < examples/client/testdata/session.txt
 //
-// End of input closes the connection with 1000. Received messages are
-// printed as "< TEXT" on stdout (binary ones in hex); everything else is
-// printed on stderr, so stdout holds only the conversation.
+// End of input closes the connection with 1000, after -eof-wait if set.
+// Received messages are printed as "< TEXT" on stdout (binary ones in hex,
+// or both as they are with -raw); everything else is printed on stderr, so
+// stdout holds only the conversation. Messages, pongs and (with -pings) the
+// server's pings are printed in the order they arrive.
+//
+// Flags in the manner of wsdump: -text MSG sends MSG on connecting; -raw
+// prints messages without decoration; -timings starts every line with the
+// seconds since the client started; -eof-wait DURATION keeps printing for
+// that long after the end of input before closing; -pings prints the pings
+// the server sends (-trace logs them too, with everything else).
 //
 // The connection lives in a nursery with three tasks: the command loop, a
 // receiver that prints messages and, with -heartbeat, a heartbeat. When any
@@ -52,6 +62,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/wsnursery/wsnursery/examples/internal/cliflag"
 	"github.com/wsnursery/wsnursery/heartbeat"
@@ -94,6 +106,11 @@ type config struct {
 	insecure       bool
 	trace          bool
 	connectTimeout time.Duration
+	text           string        // sent on connecting, if set
+	raw            bool          // messages without decoration
+	timings        bool          // elapsed seconds on every line
+	eofWait        time.Duration // printing goes on this long after the end of input
+	pings          bool          // print the server's pings
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -103,8 +120,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: client [flags] URL\n\n"+
 			"Connects to a ws:// or wss:// URL, prints what it receives and reads\n"+
-			"commands from stdin: send TEXT, ping [PAYLOAD], wait [TIMEOUT],\n"+
-			"close [CODE [REASON]], help. Flags:\n")
+			"commands from stdin: send TEXT, sendb HEX, ping [PAYLOAD],\n"+
+			"wait [TIMEOUT], close [CODE [REASON]], help. Flags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Var(&cfg.heartbeat, "heartbeat", "ping the server: `TIMEOUT,INTERVAL`, or no value for 1s,15s")
@@ -138,6 +155,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.insecure, "insecure", false, "skip TLS certificate verification (wss://)")
 	fs.BoolVar(&cfg.trace, "trace", false, "log handshakes, frames and closes on stderr")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "limit on connecting (TCP, TLS and handshake)")
+	fs.StringVar(&cfg.text, "text", "", "send the text `MSG` on connecting")
+	fs.BoolVar(&cfg.raw, "raw", false, "print messages as they are, without \"< \" or hex")
+	fs.BoolVar(&cfg.timings, "timings", false, "start every line with the seconds since the client started")
+	fs.DurationVar(&cfg.eofWait, "eof-wait", 0, "after the end of input, go on printing for this `DURATION` before closing")
+	fs.BoolVar(&cfg.pings, "pings", false, "print the pings the server sends")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -149,22 +171,37 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fs.Usage()
 		return cfg, errUsage
 	}
+	if cfg.eofWait < 0 {
+		fmt.Fprintln(stderr, "client: -eof-wait must not be negative")
+		return cfg, errUsage
+	}
 	cfg.url = fs.Arg(0)
 	return cfg, nil
 }
 
 // run connects, runs the session and returns nil for a clean end.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	start := time.Now()
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	s := &session{cfg: cfg, stdin: stdin, stdout: stdout, stderr: stderr, start: start,
+		waited: make(chan struct{}, 1), recvEnded: make(chan struct{})}
 	opts := &wsconn.DialOptions{
 		Header:         cfg.header,
 		Subprotocols:   cfg.subprotocols,
 		ConnectTimeout: cfg.connectTimeout,
 		// A server that does not answer our Close within this is dropped.
 		DisconnectTimeout: closeTimeout,
+		// No queue: the reader hands each message to the receiver before it
+		// reads the next frame, which is how pongs and pings are printed in
+		// order with the messages (see session.inOrder).
+		MessageQueueSize: -1,
+		OnPong:           s.onPong,
+	}
+	if cfg.pings {
+		opts.OnPing = s.onPing
 	}
 	if cfg.insecure {
 		opts.TLSConfig = &tls.Config{InsecureSkipVerify: true}
@@ -176,7 +213,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
-	s := &session{cfg: cfg, stdin: stdin, stdout: stdout, stderr: stderr, waited: make(chan struct{}, 1)}
 	err = wsconn.Open(ctx, cfg.url, opts, s.run)
 	var rejected *wsconn.ConnectionRejectedError
 	switch {
@@ -204,9 +240,23 @@ type session struct {
 	cfg            config
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	start          time.Time // for -timings
 	connected      atomic.Bool
 
 	outMu sync.Mutex // keeps lines whole when tasks print at once
+
+	// Lines printed in order with the messages: see inOrder.
+	evMu      sync.Mutex
+	events    []*event
+	wake      context.CancelCauseFunc // interrupts the receiver's Receive; nil when not in it
+	recvEnded chan struct{}           // closed when the receiver has returned
+
+	// The ping command waiting for its pong.
+	pingMu      sync.Mutex
+	pingPayload string
+	pingStart   time.Time
+	pingActive  bool
+	pings       int // ping commands without a payload so far
 
 	// Messages received and not yet waited for by "wait"; waited is
 	// signalled each time one arrives.
@@ -220,13 +270,24 @@ type session struct {
 func (s *session) out(format string, args ...any) {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	fmt.Fprintf(s.stdout, format+"\n", args...)
+	s.line(s.stdout, []byte(fmt.Sprintf(format, args...)))
 }
 
 func (s *session) info(format string, args ...any) {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	fmt.Fprintf(s.stderr, format+"\n", args...)
+	s.line(s.stderr, []byte(fmt.Sprintf(format, args...)))
+}
+
+// line writes b and a newline to w, after the time with -timings. s.outMu
+// must be held.
+func (s *session) line(w io.Writer, b []byte) {
+	var buf []byte
+	if s.cfg.timings {
+		buf = fmt.Appendf(buf, "[%.6f] ", time.Since(s.start).Seconds())
+	}
+	buf = append(append(buf, b...), '\n')
+	w.Write(buf)
 }
 
 // errDone ends the session after a local close.
@@ -239,6 +300,11 @@ func (s *session) run(ctx context.Context, c *wsconn.Conn) error {
 		sub = fmt.Sprintf(", subprotocol %q", p)
 	}
 	s.info("connected to %s%s (type \"help\" for the commands)", s.cfg.url, sub)
+	if s.cfg.text != "" {
+		if err := c.SendText(ctx, s.cfg.text); err != nil {
+			s.info("send failed: %v", err)
+		}
+	}
 	lines := readLines(ctx, s.stdin)
 
 	var closeErr error
@@ -257,6 +323,9 @@ func (s *session) run(ctx context.Context, c *wsconn.Conn) error {
 			select {
 			case line, ok := <-lines:
 				if !ok {
+					if !s.eofWait(ctx) {
+						return context.Cause(ctx)
+					}
 					_, closeErr = s.close(ctx, c, wsconn.StatusNormalClosure, "")
 					return errDone
 				}
@@ -309,18 +378,39 @@ func readLines(ctx context.Context, r io.Reader) <-chan string {
 	return lines
 }
 
-// receive prints every message until the connection closes.
+// errWake interrupts the receiver's Receive so that it prints the lines
+// queued by inOrder.
+var errWake = errors.New("lines to print")
+
+// receive prints every message until the connection closes, and the lines
+// that inOrder queues between them.
 func (s *session) receive(ctx context.Context, c *wsconn.Conn) error {
+	defer close(s.recvEnded)
 	for {
-		m, err := c.Receive(ctx)
+		s.printEvents()
+		rctx, cancel := context.WithCancelCause(ctx)
+		s.evMu.Lock()
+		if len(s.events) > 0 {
+			s.evMu.Unlock()
+			cancel(nil)
+			continue
+		}
+		s.wake = cancel
+		s.evMu.Unlock()
+		m, err := c.Receive(rctx)
+		s.evMu.Lock()
+		s.wake = nil
+		s.evMu.Unlock()
+		woken := context.Cause(rctx) == errWake
+		cancel(nil)
 		if err != nil {
+			if woken && ctx.Err() == nil {
+				continue
+			}
+			s.printEvents()
 			return err
 		}
-		if m.Type == wsconn.Text {
-			s.out("< %s", m.Data)
-		} else {
-			s.out("< [binary, %d bytes] %s", len(m.Data), hex.EncodeToString(m.Data))
-		}
+		s.printMessage(m)
 		s.waitMu.Lock()
 		s.unwaited++
 		s.waitMu.Unlock()
@@ -328,6 +418,106 @@ func (s *session) receive(ctx context.Context, c *wsconn.Conn) error {
 		case s.waited <- struct{}{}:
 		default:
 		}
+	}
+}
+
+func (s *session) printMessage(m wsconn.Message) {
+	switch {
+	case s.cfg.raw:
+		s.outMu.Lock()
+		s.line(s.stdout, m.Data)
+		s.outMu.Unlock()
+	case m.Type == wsconn.Text:
+		s.out("< %s", m.Data)
+	default:
+		s.out("< [binary, %d bytes] %s", len(m.Data), hex.EncodeToString(m.Data))
+	}
+}
+
+// An event is a line printed by inOrder.
+type event struct {
+	print func()
+	done  chan struct{} // closed once printed
+}
+
+// inOrder prints a line about a control frame (a pong, a ping) in order with
+// the messages. It runs in wsconn's reader, inside OnPong or OnPing, and the
+// reader is handing messages one at a time to the receiver (there is no
+// queue): every message that arrived before the frame has been handed over,
+// and none after it can be until inOrder returns. So inOrder queues the line
+// for the receiver, wakes it, and waits until the receiver has printed the
+// message it holds, if any, and then the line. Once the receiver has
+// returned, inOrder prints the line itself.
+func (s *session) inOrder(print func()) {
+	e := &event{print: print, done: make(chan struct{})}
+	s.evMu.Lock()
+	s.events = append(s.events, e)
+	if s.wake != nil {
+		s.wake(errWake)
+	}
+	s.evMu.Unlock()
+	select {
+	case <-e.done:
+		return
+	case <-s.recvEnded:
+	}
+	select {
+	case <-e.done: // printed by the receiver's last round
+	default:
+		print()
+	}
+}
+
+// printEvents prints the lines queued by inOrder.
+func (s *session) printEvents() {
+	s.evMu.Lock()
+	events := s.events
+	s.events = nil
+	s.evMu.Unlock()
+	for _, e := range events {
+		e.print()
+		close(e.done)
+	}
+}
+
+// onPong prints the round-trip time of the ping command's pong.
+func (s *session) onPong(payload []byte) {
+	s.pingMu.Lock()
+	match := s.pingActive && string(payload) == s.pingPayload
+	if match {
+		s.pingActive = false
+	}
+	rtt := time.Since(s.pingStart)
+	s.pingMu.Unlock()
+	if match {
+		s.inOrder(func() { s.out("pong after %v", rtt.Round(time.Microsecond)) })
+	}
+}
+
+// onPing prints a ping from the server (-pings).
+func (s *session) onPing(payload []byte) {
+	s.inOrder(func() {
+		if utf8.Valid(payload) && !strings.ContainsFunc(string(payload), unicode.IsControl) {
+			s.out("< [ping] %s", payload)
+		} else {
+			s.out("< [ping, %d bytes] %s", len(payload), hex.EncodeToString(payload))
+		}
+	})
+}
+
+// eofWait waits -eof-wait after the end of input, printing what arrives;
+// it reports false if the session ended meanwhile.
+func (s *session) eofWait(ctx context.Context) bool {
+	if s.cfg.eofWait <= 0 {
+		return true
+	}
+	t := time.NewTimer(s.cfg.eofWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -344,21 +534,17 @@ func (s *session) command(ctx context.Context, c *wsconn.Conn, line string) (don
 		if err := c.SendText(ctx, arg); err != nil {
 			s.info("send failed: %v", err)
 		}
-	case "ping":
-		var payload []byte
-		if arg != "" {
-			payload = []byte(arg)
-		}
-		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		start := time.Now()
-		err := c.Ping(pctx, payload)
-		rtt := time.Since(start)
-		cancel()
+	case "sendb":
+		b, err := hex.DecodeString(strings.Join(strings.Fields(arg), ""))
 		if err != nil {
-			s.info("ping failed: %v", err)
-		} else {
-			s.out("pong after %v", rtt.Round(time.Microsecond))
+			s.info("sendb: bad hex: %v", err)
+			return false, nil
 		}
+		if err := c.SendBinary(ctx, b); err != nil {
+			s.info("send failed: %v", err)
+		}
+	case "ping":
+		s.ping(ctx, c, arg)
 	case "wait":
 		timeout := waitTimeout
 		if arg != "" {
@@ -385,11 +571,32 @@ func (s *session) command(ctx context.Context, c *wsconn.Conn, line string) (don
 		}
 		return s.close(ctx, c, code, reason)
 	case "help":
-		s.info("commands: send TEXT | ping [PAYLOAD] | wait [TIMEOUT] | close [CODE [REASON]] | help")
+		s.info("commands: send TEXT | sendb HEX | ping [PAYLOAD] | wait [TIMEOUT] | close [CODE [REASON]] | help")
 	default:
 		s.info("unknown command %q; type \"help\" for the commands", name)
 	}
 	return false, nil
+}
+
+// ping sends a ping and waits for its pong, which onPong prints. Without a
+// payload it sends a counter, so that its pong is told apart from the
+// heartbeat's.
+func (s *session) ping(ctx context.Context, c *wsconn.Conn, payload string) {
+	s.pingMu.Lock()
+	if payload == "" {
+		s.pings++
+		payload = "client-" + strconv.Itoa(s.pings)
+	}
+	s.pingPayload, s.pingStart, s.pingActive = payload, time.Now(), true
+	s.pingMu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := c.Ping(pctx, []byte(payload)); err != nil {
+		s.pingMu.Lock()
+		s.pingActive = false
+		s.pingMu.Unlock()
+		s.info("ping failed: %v", err)
+	}
 }
 
 // wait blocks until a message arrives that no earlier wait has waited for.
@@ -414,18 +621,25 @@ func (s *session) wait(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// close runs the closing handshake and reports how it ended. A code that
+// close runs the closing handshake and reports how it ended; the messages
+// that arrive before the server's Close reply are printed first. A code that
 // may not be sent is reported and the session goes on (done is false).
 func (s *session) close(ctx context.Context, c *wsconn.Conn, code wsconn.StatusCode, reason string) (done bool, err error) {
 	s.closedLocally.Store(true)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
-	if err := c.Close(cctx, code, reason); err != nil {
-		if _, started := c.CloseReason(); !started {
-			s.closedLocally.Store(false)
-			s.info("close: %v", err)
-			return false, nil
-		}
+	err = c.CloseReceiving(cctx, code, reason)
+	if _, started := c.CloseReason(); err != nil && !started {
+		s.closedLocally.Store(false)
+		s.info("close: %v", err)
+		return false, nil
+	}
+	// The receiver prints what the handshake delivered, then returns.
+	select {
+	case <-s.recvEnded:
+	case <-cctx.Done():
+	}
+	if err != nil {
 		return true, err
 	}
 	r, _ := c.CloseReason()

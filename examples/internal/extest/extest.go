@@ -120,6 +120,19 @@ func (s *stream) copyFrom(r io.Reader) {
 // process is killed at the end of the test if it is still running.
 func Start(t wstest.TB, stdin io.Reader, bin string, args ...string) *Proc {
 	t.Helper()
+	return start(t, false, stdin, bin, args...)
+}
+
+// StartMerged is Start with the process's stderr going to the same pipe as
+// its stdout, so that Stdout holds both in the order they were written (and
+// Stderr nothing).
+func StartMerged(t wstest.TB, stdin io.Reader, bin string, args ...string) *Proc {
+	t.Helper()
+	return start(t, true, stdin, bin, args...)
+}
+
+func start(t wstest.TB, merged bool, stdin io.Reader, bin string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.stdout.changed = make(chan struct{})
 	p.stderr.changed = make(chan struct{})
@@ -128,8 +141,10 @@ func Start(t wstest.TB, stdin io.Reader, bin string, args ...string) *Proc {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	errPipe, err := p.cmd.StderrPipe()
-	if err != nil {
+	var errPipe io.Reader = strings.NewReader("")
+	if merged {
+		p.cmd.Stderr = p.cmd.Stdout // the pipe's write end
+	} else if errPipe, err = p.cmd.StderrPipe(); err != nil {
 		t.Fatalf("%v", err)
 	}
 	if err := p.cmd.Start(); err != nil {
