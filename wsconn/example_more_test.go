@@ -312,3 +312,122 @@ func ExampleServerOptions_logging() {
 	// level=WARN msg="websocket handshake refused" status=400 reason="expected a websocket upgrade request" path=/feed
 	// 400 Bad Request
 }
+
+// Send takes a Message; SendText and SendBinary are the shorthands. The
+// echo server sends each back as it came.
+func ExampleConn_Send() {
+	url, stop := serveExample(func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for {
+			m, err := c.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			if err := c.Send(ctx, m); err != nil {
+				return err
+			}
+		}
+	}, nil)
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := wsconn.Dial(ctx, url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close(ctx, wsconn.StatusNormalClosure, "")
+	for _, send := range []func() error{
+		func() error { return c.Send(ctx, wsconn.Message{Type: wsconn.Text, Data: []byte("a message")}) },
+		func() error { return c.SendText(ctx, "some text") },
+		func() error { return c.SendBinary(ctx, []byte{0xca, 0xfe}) },
+	} {
+		if err := send(); err != nil {
+			fmt.Println(err)
+			return
+		}
+		m, err := c.Receive(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("%v %q\n", m.Type, m.Data)
+	}
+	fmt.Println(c.SendText(ctx, "\xff"))
+	// Output:
+	// text "a message"
+	// text "some text"
+	// binary "\xca\xfe"
+	// failed to send message: text is not valid UTF-8
+}
+
+// An unsolicited pong is a one-way heartbeat: the peer observes it (here
+// with AcceptOptions.OnPong) and answers nothing.
+func ExampleConn_Pong() {
+	pongs := make(chan string, 1)
+	url, stop := serveExample(func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, &wsconn.AcceptOptions{OnPong: func(p []byte) { pongs <- string(p) }})
+		if err != nil {
+			return err
+		}
+		_, err = c.Receive(ctx)
+		return err
+	}, nil)
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := wsconn.Dial(ctx, url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close(ctx, wsconn.StatusNormalClosure, "")
+	if err := c.Pong(ctx, []byte("still here")); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("the server saw a pong:", <-pongs)
+	// Output:
+	// the server saw a pong: still here
+}
+
+// With FailFast the first failing handler stops the server, and Serve
+// returns its error: a *HandlerPanicError for a panic.
+func ExampleServer_Serve() {
+	srv := wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+		if _, err := r.Accept(ctx, nil); err != nil {
+			return err
+		}
+		panic("out of cheese")
+	}, &wsconn.ServerOptions{FailFast: true, Logger: slog.New(slog.DiscardHandler)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), ln) }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := wsconn.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = c.Receive(ctx)
+	fmt.Println("client:", err)
+	err = <-served
+	var panicked *wsconn.HandlerPanicError
+	if errors.As(err, &panicked) {
+		fmt.Println("Serve: the handler panicked with", panicked.Value)
+	}
+	// Output:
+	// client: websocket connection closed: 1011 (internal error): "internal error"
+	// Serve: the handler panicked with out of cheese
+}

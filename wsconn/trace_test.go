@@ -352,8 +352,9 @@ func TestTraceSilentAtInfo(t *testing.T) {
 	}
 }
 
-// Without a Logger nothing is written anywhere, not even to slog's or the
-// log package's default logger.
+// Without a Logger a normal session writes nothing anywhere, not even to
+// slog's or the log package's default logger: only failures are reported
+// there (TestNilLoggerReportsFailuresToDefault), and tracing is opt-in.
 func TestTraceNilLoggerIsSilent(t *testing.T) {
 	defaultLog, slogDefault := newLogRecorder(slog.LevelDebug)
 	oldSlog, oldOut, oldFlags := slog.Default(), log.Writer(), log.Flags()
