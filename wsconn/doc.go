@@ -100,6 +100,8 @@
 // inflate fails it with 1007: the frames were well formed, their payload
 // is not what the negotiated extension says it is, which is how 1007
 // (invalid frame payload data) also answers bad UTF-8.
+// (Through an HTTP or SOCKS5 proxy the frame guard reads nothing, and
+// gorilla then lets RSV1 on a control frame pass unremarked.)
 //
 // Context takeover (a deflate window kept from message to message) is not
 // offered: gorilla's frame path supports only no-context-takeover. It is
