@@ -31,6 +31,8 @@
 // seconds since the client started; -eof-wait DURATION keeps printing for
 // that long after the end of input before closing; -pings prints the pings
 // the server sends (-trace logs them too, with everything else).
+// -compress offers permessage-deflate; "connected" says when the server
+// accepted it.
 //
 // The connection lives in a nursery with three tasks: the command loop, a
 // receiver that prints messages and, with -heartbeat, a heartbeat. When any
@@ -111,6 +113,7 @@ type config struct {
 	timings        bool          // elapsed seconds on every line
 	eofWait        time.Duration // printing goes on this long after the end of input
 	pings          bool          // print the server's pings
+	compress       bool          // offer permessage-deflate
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -160,6 +163,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.timings, "timings", false, "start every line with the seconds since the client started")
 	fs.DurationVar(&cfg.eofWait, "eof-wait", 0, "after the end of input, go on printing for this `DURATION` before closing")
 	fs.BoolVar(&cfg.pings, "pings", false, "print the pings the server sends")
+	fs.BoolVar(&cfg.compress, "compress", false, "offer permessage-deflate compression")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -199,6 +203,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// order with the messages (see session.inOrder).
 		MessageQueueSize: -1,
 		OnPong:           s.onPong,
+	}
+	if cfg.compress {
+		opts.Compression = wsconn.CompressionNoContextTakeover
 	}
 	if cfg.pings {
 		opts.OnPing = s.onPing
@@ -298,6 +305,9 @@ func (s *session) run(ctx context.Context, c *wsconn.Conn) error {
 	sub := ""
 	if p := c.Subprotocol(); p != "" {
 		sub = fmt.Sprintf(", subprotocol %q", p)
+	}
+	if c.Compression() != wsconn.CompressionDisabled {
+		sub += ", permessage-deflate"
 	}
 	s.info("connected to %s%s (type \"help\" for the commands)", s.cfg.url, sub)
 	if s.cfg.text != "" {
