@@ -46,7 +46,9 @@ func (c *Conn) Ping(ctx context.Context, payload []byte) error {
 		}
 		return err
 	}
-	c.traceData("websocket ping sent", 0, []byte(p.payload))
+	if c.cfg.log != nil {
+		c.traceData("websocket ping sent", 0, []byte(p.payload))
+	}
 	select {
 	case <-p.pong:
 	case <-c.closing:

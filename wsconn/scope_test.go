@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -185,4 +186,22 @@ func TestHandlerRule(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fn calling runtime.Goexit (as t.FailNow does) still leaves no connection
+// behind: it closes with 1011, and nothing panics.
+func TestScopeGoexit(t *testing.T) {
+	url, ended := closeWatcher(t)
+	c := dial(t, url, nil)
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		c.Scope(ctxTimeout(t, 10*time.Second), func(context.Context) error {
+			runtime.Goexit()
+			return nil
+		})
+		t.Error("Scope returned after runtime.Goexit")
+	}()
+	<-exited
+	wantClosed(t, within(t, 10*time.Second, ended), wsconn.StatusInternalError, "internal error")
 }
