@@ -97,8 +97,9 @@ type Conn struct {
 	dropQueue chan struct{} // discard became true
 	done      chan struct{} // the state became stateClosed
 
-	peerDead  atomic.Bool               // a ping timed out and no pong came since
-	streaming atomic.Pointer[msgReader] // the last Reader, until read to the end
+	peerDead    atomic.Bool               // a ping timed out and no pong came since
+	streaming   atomic.Pointer[msgReader] // the last Reader, until read to the end
+	noReadAhead atomic.Bool               // set by NetConn: stream every message
 }
 
 func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig, path, subprotocol string, header http.Header) *Conn {

@@ -32,8 +32,13 @@ import (
 // closes the connection with 1003 (unsupported data). Close closes the
 // WebSocket with 1000. LocalAddr and RemoteAddr are the TCP addresses.
 //
-// Use NetConn instead of Receive and Reader, not alongside them.
+// Use NetConn instead of Receive and Reader, not alongside them: from the
+// call on, the connection reads no message ahead (each waits at the head of
+// the queue until read), so that reading allocates nothing per message.
 func NetConn(ctx context.Context, c *Conn, typ MessageType) net.Conn {
+	// NetConn reads every message as a stream: no message is copied out
+	// whole, so a tunnel allocates nothing per message it reads.
+	c.noReadAhead.Store(true)
 	nc := &netConn{c: c, ctx: ctx, typ: typ}
 	nc.readDL.base = ctx
 	nc.readDL.set(time.Time{})

@@ -81,6 +81,9 @@ func (c *Conn) tryNext() (in inbound, err error, ok bool) {
 // none and a busy one allocates only the payload it hands out.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
+// maxPooledRead is the largest read buffer pooled again.
+const maxPooledRead = 256 << 10
+
 // readLoop is the connection's one reader: it must always be running, as
 // gorilla runs the ping, pong and close handlers only inside a read.
 func (c *Conn) readLoop() {
@@ -103,17 +106,21 @@ func (c *Conn) readLoop() {
 func (c *Conn) readOne(typ MessageType, r io.Reader) bool {
 	in := msgIn{r: r, limit: c.cfg.maxMessageSize, text: typ == Text}
 	bp := readBufs.Get().(*[]byte)
-	buf, eof, err := in.fill((*bp)[:0], streamAhead)
+	ahead := streamAhead
+	if c.noReadAhead.Load() {
+		ahead = 0 // NetConn: every message streams, from pooled buffers
+	}
+	buf, eof, err := in.fill((*bp)[:0], ahead)
 	if err == nil && !eof {
-		// The buffer goes with the stream, not back to the pool.
-		return c.stream(in, typ, buf)
+		// The buffer goes with the stream, which pools it again.
+		return c.stream(in, typ, bp, buf)
 	}
 	var data []byte
 	if err == nil {
 		data = make([]byte, len(buf))
 		copy(data, buf)
 	}
-	if cap(buf) <= 256<<10 { // do not pool the odd huge buffer
+	if cap(buf) <= maxPooledRead { // do not pool the odd huge buffer
 		*bp = buf[:0]
 		readBufs.Put(bp)
 	}

@@ -79,6 +79,25 @@ type inStream struct {
 	abandon chan struct{}
 	once    sync.Once
 	failed  chan struct{} // closed when the connection failed mid-message
+
+	// The buffers of a streamed message, pooled again once the consumer
+	// has read it to the end (then the reader goroutine is done with
+	// them); an abandoned stream leaves them to the garbage collector.
+	prefixBuf *[]byte    // from readBufs, holding prefix
+	chunkBufs [2]*[]byte // from chunkBufs
+}
+
+// chunkBufs holds the further buffers of streamed messages.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, streamAhead); return &b }}
+
+// release returns the buffers to their pools.
+func (s *inStream) release() {
+	if cap(*s.prefixBuf) <= maxPooledRead {
+		readBufs.Put(s.prefixBuf)
+	}
+	for _, b := range s.chunkBufs {
+		chunkBufs.Put(b)
+	}
 }
 
 type chunk struct {
@@ -96,8 +115,8 @@ type inbound struct {
 
 // stream runs on the reader goroutine for a message that did not end
 // within streamAhead bytes (prefix), and reports whether reading goes on.
-func (c *Conn) stream(in msgIn, typ MessageType, prefix []byte) bool {
-	s := &inStream{typ: typ, prefix: prefix, claim: make(chan bool, 1),
+func (c *Conn) stream(in msgIn, typ MessageType, bp *[]byte, prefix []byte) bool {
+	s := &inStream{typ: typ, prefix: prefix, prefixBuf: bp, claim: make(chan bool, 1),
 		chunks: make(chan chunk, 1), abandon: make(chan struct{}), failed: make(chan struct{})}
 	var streamed bool
 	select {
@@ -124,8 +143,9 @@ func (c *Conn) stream(in msgIn, typ MessageType, prefix []byte) bool {
 	// go of the one before that. The end of the message goes into the
 	// channel too, so that reading goes on once the consumer has the last
 	// bytes, whether or not it reads on to io.EOF.
-	size := cap(prefix)
-	bufs := [3][]byte{prefix[:size], make([]byte, size), make([]byte, size)}
+	*bp = prefix[:0]
+	s.chunkBufs[0], s.chunkBufs[1] = chunkBufs.Get().(*[]byte), chunkBufs.Get().(*[]byte)
+	bufs := [3][]byte{prefix[:cap(prefix)], *s.chunkBufs[0], *s.chunkBufs[1]}
 	for i := 1; ; i = (i + 1) % 3 {
 		n, eof, err := in.read(bufs[i])
 		if err != nil {
@@ -252,6 +272,9 @@ func (r *msgReader) read(ctx context.Context, p []byte, drop bool) (int, error) 
 	if len(r.buf) == 0 {
 		if r.eof {
 			r.err = io.EOF
+			if r.s != nil {
+				r.s.release()
+			}
 			return 0, io.EOF
 		}
 		select {
