@@ -210,6 +210,17 @@ func deflateCases() []wsCase {
 	c.timeout = 2 * time.Second
 	add(c)
 
+	add(echo("12.E21", "50 compressed messages in a row, of alternating sizes (each inflates on its own)", func(p *peer) {
+		for i := range 50 {
+			data := jsonOf(100 + (i%5)*700)
+			p.write(compressedFrame(opText, data))
+			p.expectMessage(opText, data)
+			if want := len(data) >= threshold; p.inflated != want {
+				p.t.Errorf("message %d: %d bytes echoed with RSV1=%t, want %t", i, len(data), p.inflated, want)
+			}
+		}
+	}))
+
 	// 13.x: what is negotiated. The server role varies the raw client's
 	// offer, the client role the raw server's answer.
 	offers := []struct{ offer, desc string }{
