@@ -189,9 +189,12 @@ func (b *Broker) Stats() Stats {
 
 // PublishTo delivers m to topic's subscribers on this node's hub at once,
 // and queues it for the other nodes; it never waits for NATS. It returns an
-// error, and delivers nothing, for a message the hub rejects. After Close
-// it delivers locally only.
+// error, and delivers nothing, for a message the hub rejects or a topic
+// longer than 65,535 bytes. After Close it delivers locally only.
 func (b *Broker) PublishTo(topic string, m wsconn.Message) error {
+	if len(topic) > maxTopicLen {
+		return fmt.Errorf("failed to publish: topic is %d bytes, more than %d", len(topic), maxTopicLen)
+	}
 	if err := b.hub.PublishTo(topic, m); err != nil {
 		return err
 	}

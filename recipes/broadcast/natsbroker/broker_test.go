@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,9 @@ func TestTwoNodesBothWays(t *testing.T) {
 	expectText(t, ctx, other, "other topic")
 	if err := n1.broker.PublishTo("room", wsconn.Message{Type: wsconn.Text, Data: []byte{0xff}}); err == nil {
 		t.Fatal("PublishTo accepted invalid UTF-8")
+	}
+	if err := n1.broker.PublishTo(strings.Repeat("t", 1<<16), text("x")); err == nil {
+		t.Fatal("PublishTo accepted a topic of 64 KiB")
 	}
 	if st := n2.broker.Stats(); st.Received != 2 || st.Malformed != 0 {
 		t.Fatalf("node 2 Stats = %+v, want 2 received (room and other), none malformed", st)

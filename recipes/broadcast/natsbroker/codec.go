@@ -21,6 +21,9 @@ import (
 // copied on the way through.
 const magic = "WSN1"
 
+// maxTopicLen is the longest topic an envelope carries.
+const maxTopicLen = 1<<16 - 1
+
 type envelope struct {
 	node, topic string
 	m           wsconn.Message

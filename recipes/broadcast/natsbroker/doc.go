@@ -73,9 +73,11 @@
 // when nothing has come from it for Options.PresenceExpiry: with the
 // defaults it leaves the others' Members within 12 s. Options.OnNodeGone
 // tells each node which members went with it, so that it can announce
-// their leaving to its own subscribers. While a node is cut off from NATS,
-// the other nodes' presence expires in its view, and comes back within a
-// heartbeat of reconnecting.
+// their leaving to its own subscribers, and Options.OnNodeAppeared which
+// members came with a node it hears from for the first time or again.
+// While a node is cut off from NATS for longer than the expiry, the other
+// nodes' presence expires in its view (and its in theirs), and comes back
+// within a heartbeat of reconnecting.
 //
 // Presence is eventually consistent: two nodes that admit the same name at
 // the same moment both show it, and Members lists it once until both have
