@@ -2,10 +2,10 @@ package interop_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
 
@@ -15,12 +15,8 @@ import (
 // to pick ctx.Done over c.done at random when both were ready).
 func TestCloseWithHandlerContext(t *testing.T) {
 	const rounds = 50
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	errs := make(chan error, rounds)
-	srv := wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+	srv := wstest.Serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
 			errs <- err
@@ -29,15 +25,11 @@ func TestCloseWithHandlerContext(t *testing.T) {
 		errs <- c.Close(ctx, goCloseCode, goCloseReason)
 		return nil
 	}, &wsconn.ServerOptions{DisconnectTimeout: disconnectTimeout})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-served }()
+	ctx := wstest.Context(t, 30*time.Second)
 
 	failed := 0
 	for i := range rounds {
-		c, err := wsconn.Dial(ctx, "ws://"+ln.Addr().String()+"/", dialOptions())
+		c, err := wsconn.Dial(ctx, srv.URL, dialOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
