@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsnursery/wsnursery/heartbeat"
 	"github.com/wsnursery/wsnursery/internal/pipenet"
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/nursery"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -25,17 +26,11 @@ const (
 	hbInterval = 2 * time.Second
 )
 
-// pipeServer serves h on an in-memory listener until the test ends and
-// returns dial options that reach it.
+// pipeServer serves h on an in-memory listener until the test ends (and
+// checks how Serve ended) and returns dial options that reach it.
 func pipeServer(t *testing.T, h wsconn.Handler) *wsconn.DialOptions {
 	ln := pipenet.Listen()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wsconn.NewServer(h, nil).Serve(ctx, ln)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	wstest.Serve(t, ln, h, nil)
 	return &wsconn.DialOptions{NetDialContext: ln.Dial}
 }
 
