@@ -51,8 +51,9 @@ type Options struct {
 	// [0, 1]; zero, the default, pauses exactly Interval.
 	Jitter float64
 
-	// OnRTT, if not nil, is called after each answered ping with the time
-	// from sending the ping to receiving the pong. It runs on the
+	// OnRTT, if not nil, is called after each ping answered in time with
+	// the time from sending the ping to receiving the pong, even when ctx
+	// ends just as the pong arrives. It runs on the
 	// heartbeat's goroutine, so a slow OnRTT delays the next ping.
 	OnRTT func(rtt time.Duration)
 }
@@ -148,6 +149,12 @@ func ping(ctx context.Context, ws Pinger, timeout time.Duration, tooSlow error) 
 	}
 	err := ws.Ping(pctx, nil)
 	rtt := time.Since(start)
+	if err == nil && context.Cause(pctx) != tooSlow {
+		// The pong came in time. If ctx ended meanwhile (the connection
+		// closing just after the pong, say), the round still counts; Run
+		// then returns ctx.Err() before the next one.
+		return rtt, nil
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, err // the parent first: its cancellation is never our failure
 	}

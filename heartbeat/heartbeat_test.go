@@ -442,3 +442,33 @@ func TestOnRTT(t *testing.T) {
 		}
 	})
 }
+
+// A pong that arrives as the parent is cancelled (the connection closing
+// right after it, say) still counts: OnRTT sees it, then Run returns the
+// parent's error without another ping.
+func TestPongAsParentIsCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ws := newFake(then(2, pongAfter(10*time.Millisecond), func(context.Context, int) error {
+			time.Sleep(10 * time.Millisecond)
+			cancel() // the close lands with the pong
+			return nil
+		}))
+		rounds := 0
+		err := heartbeat.Run(ctx, ws, &heartbeat.Options{
+			Timeout:  time.Second,
+			Interval: time.Second,
+			OnRTT:    func(time.Duration) { rounds++ },
+		})
+		if err != context.Canceled {
+			t.Errorf("Run = %v, want context.Canceled", err)
+		}
+		if rounds != 3 {
+			t.Errorf("OnRTT saw %d pongs, want 3 (the last answered as the parent was cancelled)", rounds)
+		}
+		if n := len(ws.pings()); n != 3 {
+			t.Errorf("%d pings sent, want 3", n)
+		}
+	})
+}
