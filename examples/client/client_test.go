@@ -68,24 +68,21 @@ func TestSessionScript(t *testing.T) {
 }
 
 // TestBareScript runs the three commands of the issue without "wait"
-// against the example server: the echo and the pong may arrive in either
-// order, but both are printed, and the close last.
+// against the example server. The client prints whatever arrives before the
+// server's Close reply (TestPipedScriptPrintsInOrderOfArrival pins that),
+// but this server's wsconn answers the client's Close as soon as it reads
+// it, and its handler may not have sent the echo by then: the echo may be
+// missing, and comes before or after the pong; the pong and the close are
+// always there, the close last.
 func TestBareScript(t *testing.T) {
 	_, url := extest.StartServer(t, extest.Build(t, "../server"))
 	out, code := runMerged(t, "send hello\nping\nclose 4000 bye\n", url)
 	if code != 0 {
 		t.Fatalf("exit code %d; output:\n%s", code, out)
 	}
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("output has %d lines, want 4:\n%s", len(lines), out)
-	}
-	middle := lines[1] + "\n" + lines[2]
-	if !regexp.MustCompile(`^(< hello\npong after \S+|pong after \S+\n< hello)$`).MatchString(middle) {
-		t.Errorf("want the echo and the pong after connecting, in either order:\n%s", out)
-	}
-	if lines[3] != `closed: 4000 (private): "bye"` {
-		t.Errorf("last line %q, want the close", lines[3])
+	if !regexp.MustCompile(`^connected to .*\n(< hello\n)?pong after \S+\n(< hello\n)?closed: 4000 \(private\): "bye"\n$`).MatchString(out) ||
+		strings.Count(out, "< hello") > 1 {
+		t.Errorf("want the connection, the pong (the echo before or after it, or missing) and the close:\n%s", out)
 	}
 }
 
