@@ -296,3 +296,27 @@ func TestClusterLongOutage(t *testing.T) {
 	expectEvent(t, bob, event{Kind: "join", Name: "alice", Users: []string{"alice", "bob"}})
 	t.Logf("users announced again %v after NATS restarted", time.Since(start).Round(time.Millisecond))
 }
+
+// TestClusterURLCredentials: what nats.go accepts in the URL works, here a
+// user and password; with a wrong password the chat still serves its own
+// users and says why it is alone.
+func TestClusterURLCredentials(t *testing.T) {
+	srv := natstest.StartWithPassword(t, "chat", "s3cret")
+	withPassword := func(pw string) string {
+		return strings.Replace(srv.URL(), "nats://", "nats://chat:"+pw+"@", 1)
+	}
+	n1 := startNode(t, withPassword("s3cret"))
+	alice := joinNode(t, n1, "alice", "alice")
+	n2 := startNode(t, withPassword("s3cret"))
+	n2.seen(t, n1)
+	bob := joinNode(t, n2, "bob", "alice", "bob")
+	expectEvent(t, alice, event{Kind: "join", Name: "bob", Users: []string{"alice", "bob"}})
+	crossWithin(t, bob, "bob", alice, 10*time.Second)
+
+	n3 := startNode(t, withPassword("wrong"))
+	n3.proc.WaitStderr(t, regexp.MustCompile(`level=WARN msg="NATS unreachable: serving local users only, and retrying" servers=nats://REDACTED@127\.0\.0\.1:`))
+	if strings.Contains(n3.proc.Stderr(), "wrong") {
+		t.Fatalf("the password is in the log:\n%s", n3.proc.Stderr())
+	}
+	joinNode(t, n3, "carol", "carol") // alone, but serving
+}

@@ -64,6 +64,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -182,9 +183,22 @@ func dialNATS(urls, creds string, log *slog.Logger) (*nats.Conn, error) {
 		return nil, err
 	}
 	if !nc.IsConnected() {
-		log.Warn("NATS unreachable: serving local users only, and retrying", "servers", urls)
+		log.Warn("NATS unreachable: serving local users only, and retrying", "servers", redact(urls))
 	}
 	return nc, nil
+}
+
+// redact hides the credentials (user, password, token) in a list of NATS
+// URLs, for the log.
+func redact(urls string) string {
+	list := strings.Split(urls, ",")
+	for i, s := range list {
+		if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.User != nil {
+			u.User = url.User("REDACTED")
+			list[i] = u.String()
+		}
+	}
+	return strings.Join(list, ",")
 }
 
 // options configures serve.

@@ -45,6 +45,16 @@ type Server struct {
 // Start runs a server on a free port of 127.0.0.1 until the test ends.
 func Start(t TB) *Server { return start(t, "", nil) }
 
+// StartWithPassword is Start for a server that admits only user with
+// password. URL does not include them.
+func StartWithPassword(t TB, user, password string) *Server {
+	t.Helper()
+	srv := &Server{t: t, opts: server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, Username: user, Password: password}}
+	srv.run()
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
 // start runs a server; with a cluster name it also listens for routes and
 // dials routes.
 func start(t TB, cluster string, routes []*url.URL) *Server {
