@@ -9,7 +9,7 @@
 // Each connection is handled in a nursery: the echo loop and, with
 // -heartbeat, a heartbeat that pings the client. If the client stops
 // answering pings the heartbeat fails, the nursery cancels the echo loop and
-// the connection is dropped. Connections are logged with log/slog on stderr.
+// the connection is closed with 1011 "ping timeout" and dropped. Connections are logged with log/slog on stderr.
 //
 // SIGINT or SIGTERM stops the server gracefully: it stops accepting, closes
 // every connection with 1001 (going away) and exits once every handler has
@@ -236,9 +236,14 @@ func (e *echoServer) handle(ctx context.Context, r *wsconn.Request) error {
 	case errors.As(err, &closed):
 		log.Info("connection closed", append(attrs, "code", int(closed.Reason.Code), "reason", closed.Reason.Reason)...)
 	case errors.Is(err, heartbeat.ErrTooSlow):
-		// Returning nil closes the connection; since the client did not
-		// answer the ping, wsconn does not wait for its closing handshake.
-		log.Warn("client stopped answering pings; dropping it", attrs...)
+		// Close with 1011, as Python's websockets does on a ping timeout
+		// (returning the error would send 1011 too, and log it at Error);
+		// since the client did not answer the ping, wsconn sends the frame
+		// without waiting for the closing handshake. The handler then
+		// returns nil, and the connection, already closing, gets no other
+		// Close frame.
+		c.Close(context.WithoutCancel(ctx), wsconn.StatusInternalError, "ping timeout")
+		log.Warn("client stopped answering pings; dropping it", append(attrs, "code", int(wsconn.StatusInternalError))...)
 	case errors.Is(err, wsconn.ErrServerClosed):
 		log.Info("connection closed by shutdown", attrs...)
 	default:

@@ -96,8 +96,12 @@ func TestHeartbeatDropsStalledClient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.WaitStderr(t, regexp.MustCompile(`level=WARN msg="client stopped answering pings; dropping it" remote=\S+ messages=3 `))
-	receiveClosed(t, c) // the connection ends
+	srv.WaitStderr(t, regexp.MustCompile(`level=WARN msg="client stopped answering pings; dropping it" remote=\S+ messages=3 duration=\S+ code=1011`))
+	// The queued echoes, then the Close frame the server sent before
+	// dropping the connection.
+	if got := receiveClosed(t, c); got != (wsconn.CloseReason{Code: wsconn.StatusInternalError, Reason: "ping timeout"}) {
+		t.Errorf("the dropped client saw %v, want 1011 \"ping timeout\"", got)
+	}
 	select {
 	case <-c.Done():
 	case <-ctx.Done():
