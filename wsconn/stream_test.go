@@ -90,6 +90,8 @@ type frameCounter struct {
 	skip      uint64
 	frames    int // data frames (text, binary, continuation)
 	controls  int
+	firstRSV1 bool   // the first data frame had RSV1 (compressed) set
+	payload   uint64 // data frames' payload bytes
 }
 
 func countFrames(d func(ctx context.Context, network, addr string) (net.Conn, error), out **frameCounter) func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -139,7 +141,11 @@ func (f *frameCounter) Write(p []byte) (int, error) {
 				}
 			}
 			if f.hdr[0]&0x0f < 8 {
+				if f.frames == 0 {
+					f.firstRSV1 = f.hdr[0]&0x40 != 0
+				}
 				f.frames++
+				f.payload += n
 			} else {
 				f.controls++
 			}
@@ -185,7 +191,7 @@ func TestWriterStreamsLargeMessage(t *testing.T) {
 					ws.ReadMessage() // until the client closes
 				})
 			} else {
-				url = streamChecker(t, size, result)
+				url = streamChecker(t, size, result, &wsconn.ServerOptions{MaxMessageSize: -1})
 			}
 			var fc *frameCounter
 			c := dial(t, url, &wsconn.DialOptions{NetDialContext: countFrames(netDialer.DialContext, &fc)})
@@ -214,9 +220,10 @@ func TestWriterStreamsLargeMessage(t *testing.T) {
 	}
 }
 
-// streamChecker serves connections that read one binary message with
-// Reader and report on result whether it is size bytes of pattern.
-func streamChecker(t *testing.T, size int64, result chan<- error) string {
+// streamChecker serves connections (with opts) that read one binary
+// message with Reader and report on result whether it is size bytes of
+// pattern.
+func streamChecker(t *testing.T, size int64, result chan<- error, opts *wsconn.ServerOptions) string {
 	return serve(t, nil, func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
@@ -235,7 +242,7 @@ func streamChecker(t *testing.T, size int64, result chan<- error) string {
 		result <- checkResult(&chk, typ == wsconn.Binary, size)
 		c.Receive(ctx) // until the client closes
 		return nil
-	}, &wsconn.ServerOptions{MaxMessageSize: -1})
+	}, opts)
 }
 
 func checkResult(chk *patternChecker, typeOK bool, n int64) error {
@@ -255,7 +262,7 @@ func checkResult(chk *patternChecker, typeOK bool, n int64) error {
 func TestWriterPingBetweenFragments(t *testing.T) {
 	ctx := ctxTimeout(t, 20*time.Second)
 	got := make(chan error, 1)
-	url := streamChecker(t, 2<<20, got)
+	url := streamChecker(t, 2<<20, got, &wsconn.ServerOptions{MaxMessageSize: -1})
 	c := dial(t, url, nil)
 	w, err := c.Writer(ctx, wsconn.Binary)
 	if err != nil {
@@ -741,4 +748,30 @@ func TestCloseReadPeerClose(t *testing.T) {
 		}
 		wantClosed(t, context.Cause(ctx), wsconn.StatusGoingAway, "bye")
 	})
+}
+
+// With compression negotiated a Writer's message goes out compressed (RSV1
+// on its first frame) and arrives intact through a streaming Reader.
+func TestStreamCompressed(t *testing.T) {
+	const size = 4 << 20
+	result := make(chan error, 1)
+	url := streamChecker(t, size, result, &wsconn.ServerOptions{MaxMessageSize: -1, Compression: wsconn.CompressionNoContextTakeover})
+	var fc *frameCounter
+	c := dial(t, url, &wsconn.DialOptions{NetDialContext: countFrames(netDialer.DialContext, &fc),
+		Compression: wsconn.CompressionNoContextTakeover})
+	ctx := ctxTimeout(t, 30*time.Second)
+	if err := writePattern(ctx, c, wsconn.Binary, size, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-result; err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if !fc.firstRSV1 {
+		t.Fatal("the streamed message went out uncompressed")
+	}
+	if fc.payload >= size/2 {
+		t.Fatalf("%d bytes on the wire for %d of a repetitive pattern", fc.payload, size)
+	}
 }
