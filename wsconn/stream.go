@@ -135,6 +135,9 @@ func (c *Conn) stream(in msgIn, typ MessageType, bp *[]byte, prefix []byte) bool
 			c.readError(err)
 			return false
 		}
+		if c.cfg.log != nil {
+			c.trace("websocket message received", "type", typ.String(), "len", len(buf))
+		}
 		return c.deliver(Message{Type: typ, Data: buf[:len(buf):len(buf)]})
 	}
 	// Three buffers in turn: the consumer holds one, the channel (of one)
@@ -164,6 +167,9 @@ func (c *Conn) stream(in msgIn, typ MessageType, bp *[]byte, prefix []byte) bool
 			return eof || c.skipRest(&in, bufs[i])
 		}
 		if eof {
+			if c.cfg.log != nil {
+				c.trace("websocket message received", "type", typ.String(), "len", in.n, "streamed", true)
+			}
 			return true
 		}
 	}
@@ -319,9 +325,8 @@ func (r *msgReader) abandon() {
 // Writer streams one data message as fragments: a fragment goes out each
 // time the write buffer fills (a client's is 64 KiB, a server's 4 KiB, and
 // on a server a large Write goes out as a fragment of its own), and Close
-// sends the last one. Other
-// data sends wait until the writer is closed; pings, pongs and Close frames
-// go out between its frames.
+// sends the last one. Other data sends wait until the writer is closed;
+// pings, pongs and Close frames go out between its frames.
 //
 // If ctx ends while Writer waits for its turn, nothing is sent and the
 // connection stays usable. Once Writer has returned, the message has
