@@ -112,10 +112,12 @@ type node struct {
 }
 
 // item is one entry of the outbox: a message to forward, or (m.Type 0) a
-// change of this node's presence in topic.
+// change of this node's presence in topic, or with full set this node's
+// whole presence.
 type item struct {
 	topic string
 	m     wsconn.Message
+	full  bool
 }
 
 // New starts a broker that links hub to the other nodes on nc. Messages
@@ -124,9 +126,9 @@ type item struct {
 // ownership of nc (see Dial for the options the contract assumes) and
 // closes it after Close.
 //
-// New subscribes to the broker's subjects; it does not wait for NATS,
-// which may be unreachable at first if nc was made with
-// nats.RetryOnFailedConnect.
+// New subscribes to the broker's subjects and starts the broker's
+// goroutine, which runs until Close; it does not wait for NATS, which may
+// be unreachable at first if nc was made with nats.RetryOnFailedConnect.
 func New(hub *broadcast.Hub, nc *nats.Conn, opts *Options) (*Broker, error) {
 	b := &Broker{hub: hub, nc: nc, closing: make(chan struct{}), done: make(chan struct{}), remote: map[string]*node{}}
 	if opts != nil {
@@ -304,6 +306,10 @@ func (b *Broker) run() {
 }
 
 func (b *Broker) send(it item) {
+	if it.full {
+		b.sendPresence(nil, kindBeat)
+		return
+	}
 	if it.m.Type == 0 {
 		b.sendPresence([]string{it.topic}, kindChange)
 		return
@@ -419,15 +425,9 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 		b.report(p.Node, n, b.opts.OnNodeAppeared)
 	}
 	if p.Kind == kindHello {
-		b.enqueueState()
-	}
-}
-
-// enqueueState answers a hello with this node's whole presence, through the
-// outbox so that it stays in order with what was published before.
-func (b *Broker) enqueueState() {
-	for t := range b.local.Topics() {
-		b.enqueue(item{topic: t})
+		// Answer with this node's whole presence, through the outbox so that
+		// it stays in order with what was published before.
+		b.enqueue(item{full: true})
 	}
 }
 
