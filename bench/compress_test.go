@@ -7,7 +7,7 @@ package bench_test
 // this process (both ends are counted in allocs/op and idle memory); the
 // client's connection counts the bytes on the wire in both directions.
 //
-//	go test -run '^$' -bench 'Compress' -count 5 . | go run ./cmd/compresstable
+//	for i in 1 2 3 4 5; do go test -run '^$' -bench Compress .; done | go run ./cmd/compresstable
 //
 // prints the table of bench/README.md with medians and ratios against
 // gorilla (idle memory against uncompressed wsconn).

@@ -1,12 +1,16 @@
 // Command compresstable turns the output of the compression benchmarks
 // (bench/compress_test.go) into the markdown tables of bench/README.md:
-// the median of each figure over the -count runs, with its ratio to
-// gorilla's (EnableCompression) measured in the same run, and idle memory
-// against uncompressed wsconn. The load average at the end is printed too.
+// the median of each figure over the runs, and its ratio to gorilla's
+// (EnableCompression) as the median over runs of the ratio within a run, so
+// that a noisy machine moves both sides of each ratio together; idle
+// memory against uncompressed wsconn. The load average at the end is
+// printed too. A benchmark's n-th figure belongs to the n-th run: run the
+// whole group several times rather than with -count, which repeats each
+// benchmark in a row.
 //
 // Usage (inside bench/):
 //
-//	go test -run '^$' -bench Compress -count 5 . | go run ./cmd/compresstable
+//	for i in 1 2 3 4 5; do go test -run '^$' -bench Compress .; done | go run ./cmd/compresstable
 package main
 
 import (
@@ -23,7 +27,9 @@ import (
 // line matches "BenchmarkCompressEcho/json-1KiB/wsconn-2  200  57251 ns/op  17.89 MB/s ...".
 var line = regexp.MustCompile(`^Benchmark(Compress\w+)/(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
-// figures maps benchmark → sub-benchmark name → unit → values.
+// figures maps benchmark → sub-benchmark name → unit → values, one per
+// run in order (a benchmark missing from a run shifts its later values,
+// which ratio then pairs with fewer runs).
 type figures map[string]map[string]map[string][]float64
 
 func parse(r io.Reader) (figures, []string, error) {
@@ -70,11 +76,19 @@ func median(v []float64) float64 {
 
 func (f figures) get(bench, name, unit string) float64 { return median(f[bench][name][unit]) }
 
-func ratio(v, base float64) string {
-	if base == 0 {
+// ratio is the median over runs of name's figure over base's in the same run.
+func (f figures) ratio(bench, name, base, unit string) string {
+	a, b := f[bench][name][unit], f[bench][base][unit]
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] != 0 {
+			rs = append(rs, a[i]/b[i])
+		}
+	}
+	if len(rs) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.2f×", v/base)
+	return fmt.Sprintf("%.2f×", median(rs))
 }
 
 func num(v float64) string {
@@ -104,8 +118,7 @@ func main() {
 		}
 		base := payload + "/gorilla"
 		cell := func(bench, unit string) string {
-			v := f.get(bench, name, unit)
-			return num(v) + " | " + ratio(v, f.get(bench, base, unit))
+			return num(f.get(bench, name, unit)) + " | " + f.ratio(bench, name, base, unit)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", payload, lib,
 			cell("CompressEcho", "wire-B/msg"), cell("CompressEcho", "msgs/s"),
@@ -115,14 +128,20 @@ func main() {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| library (idle, both ends) | heap B/conn | vs wsconn-plain | stacks B/conn | heap+stacks vs wsconn-plain |")
 		fmt.Fprintln(w, "|---|---|---|---|---|")
-		baseHeap := f.get("CompressIdle", "wsconn-plain", "idle-heap-B/conn")
-		baseAll := baseHeap + f.get("CompressIdle", "wsconn-plain", "idle-stack-B/conn")
+		for _, m := range idle { // heap and stacks together, per run
+			for i, h := range m["idle-heap-B/conn"] {
+				if i < len(m["idle-stack-B/conn"]) {
+					m["idle-B/conn"] = append(m["idle-B/conn"], h+m["idle-stack-B/conn"][i])
+				}
+			}
+		}
 		for _, name := range order {
 			if idle[name] == nil {
 				continue
 			}
-			h, s := f.get("CompressIdle", name, "idle-heap-B/conn"), f.get("CompressIdle", name, "idle-stack-B/conn")
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name, num(h), ratio(h, baseHeap), num(s), ratio(h+s, baseAll))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name,
+				num(f.get("CompressIdle", name, "idle-heap-B/conn")), f.ratio("CompressIdle", name, "wsconn-plain", "idle-heap-B/conn"),
+				num(f.get("CompressIdle", name, "idle-stack-B/conn")), f.ratio("CompressIdle", name, "wsconn-plain", "idle-B/conn"))
 		}
 	}
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
