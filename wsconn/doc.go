@@ -124,7 +124,7 @@
 //	when fn (or the handler) ended …           Close frame sent
 //	-----------------------------------------  ----------------------------------
 //	the connection had already closed or was   none: the code already exchanged
-//	closing (fn typically returns its           stands
+//	closing (fn typically returns its          stands
 //	*ConnectionClosedError, or ctx's
 //	cancellation that the close caused)
 //	by panicking                               1011 "internal error"; the panic
