@@ -128,8 +128,14 @@ func (c *Conn) endScope(parent, scoped context.Context, err error, panicked bool
 		return closed, closeErr, false
 	case !open && errors.As(err, &closed):
 		return err, closeErr, false
-	case parentEnded && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+	case parentEnded && endedByContext(err):
 		return err, closeErr, false
 	}
 	return err, closeErr, true
+}
+
+// endedByContext reports whether err says a context was cancelled or its
+// deadline passed.
+func endedByContext(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -27,9 +27,10 @@ import (
 // which is logged; 1001 when the server shuts down; nothing new when the
 // connection has already closed, so that returning Receive's
 // *ConnectionClosedError, or ctx's cancellation, is how a handler loop
-// ends). A panic is recovered and reported as a *HandlerPanicError. A
-// handler that returns without deciding rejects the request (403, or 500 on
-// error).
+// ends; so is returning Accept's ErrServerClosed, or ctx's end, once the
+// server shuts down: neither is logged as a failure). A panic is recovered
+// and reported as a *HandlerPanicError. A handler that returns without
+// deciding rejects the request (403; 500 on error; 503 during shutdown).
 type Handler func(ctx context.Context, r *Request) error
 
 // ServerOptions configures a Server. A nil *ServerOptions means defaults.
@@ -293,17 +294,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	r.mu.Lock()
 	c, decided := r.conn, r.decided
 	r.mu.Unlock()
-	failed := err != nil
+	// Returning the server's shutdown (Accept's ErrServerClosed, or ctx's
+	// end once the server or request is gone) is not a failure either.
+	shutdown := !panicked && (errors.Is(err, ErrServerClosed) || parent.Err() != nil && endedByContext(err))
+	failed := err != nil && !shutdown
 	switch {
 	case c != nil:
 		// The scoping rule, as for Open: see endScope.
 		_, _, failed = c.endScope(parent, ctx, err, panicked)
+		failed = failed && !shutdown
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 	case !decided:
 		status := http.StatusForbidden
-		if err != nil {
+		switch {
+		case shutdown:
+			status = http.StatusServiceUnavailable
+		case err != nil:
 			status = http.StatusInternalServerError
 		}
 		http.Error(w, http.StatusText(status), status)

@@ -834,3 +834,59 @@ func TestOnListen(t *testing.T) {
 		t.Fatalf("ListenAndServe = %v, want context.Canceled", err)
 	}
 }
+
+// A handler that returns the server's shutdown — its ctx's cancellation,
+// or Accept's ErrServerClosed — has not failed: nothing is logged, FailFast
+// does not fire, and (mounted, where the HTTP server stays up) an
+// undecided handshake gets 503.
+func TestHandlerReturningShutdownIsNotAFailure(t *testing.T) {
+	for _, mounted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mounted=%v", mounted), func(t *testing.T) {
+			logs, logger := newLogRecorder(slog.LevelError)
+			var srv *wsconn.Server
+			shutdown := make(chan error, 1)
+			srv = wsconn.NewServer(func(ctx context.Context, r *wsconn.Request) error {
+				go func() { shutdown <- srv.Shutdown(context.Background()) }()
+				<-ctx.Done() // the server is stopping: it cancels handlers last
+				if !errors.Is(context.Cause(ctx), wsconn.ErrServerClosed) {
+					t.Errorf("cause = %v, want ErrServerClosed", context.Cause(ctx))
+				}
+				_, err := r.Accept(ctx, nil)
+				if err == nil {
+					t.Error("Accept succeeded during shutdown")
+				}
+				return err
+			}, &wsconn.ServerOptions{FailFast: true, Logger: logger})
+			var url string
+			served := make(chan error, 1)
+			if mounted {
+				url = "ws://" + httpTestServer(t, srv, srv, false).Listener.Addr().String()
+				served <- nil
+			} else {
+				ln := listen(t)
+				url = "ws://" + ln.Addr().String()
+				go func() { served <- srv.Serve(context.Background(), ln) }()
+			}
+			_, err := wsconn.Dial(ctxTimeout(t, 10*time.Second), url, nil)
+			if err == nil {
+				t.Fatal("the handshake succeeded")
+			}
+			if mounted {
+				if re := wantRejected(t, err); re.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("handshake refused with %d, want 503", re.StatusCode)
+				}
+			}
+			if err := within(t, 10*time.Second, shutdown); err != nil {
+				t.Fatalf("Shutdown = %v", err)
+			}
+			// Serve returns once every handler has, with the FailFast error
+			// if one had failed.
+			if err := within(t, 10*time.Second, served); err != nil {
+				t.Fatalf("Serve = %v, want nil: nothing failed", err)
+			}
+			if recs := logs.records(); len(recs) > 0 {
+				t.Fatalf("logged:\n%s", logs.dump())
+			}
+		})
+	}
+}
