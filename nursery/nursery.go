@@ -320,6 +320,9 @@ func (n *Nursery) run(fn func(ctx context.Context) error, sem *semaphore) {
 // with the cause of the cancellation, and fn, still a task of the nursery, is
 // left to notice the cancellation and return.
 //
+// With a limit set (see [Nursery.SetLimit]), fn counts as a task, and Start
+// first waits for a free slot as Go does.
+//
 // Only the first call to started counts; later calls, and calls after Start
 // has returned, do nothing. started never blocks.
 func Start[T any](n *Nursery, fn func(ctx context.Context, started func(T)) error) (T, error) {
