@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -47,8 +48,49 @@ var goPing = []byte("go-ping\x00\xfe")
 
 // echoAll sends a text and a binary message of every size in
 // interop.Sizes, one at a time, and checks that each comes back whole and
-// with its type.
+// with its type; then the same again streamed (Writer in 1000-byte writes,
+// so fragmented and cut inside characters; the echo read with Reader).
 func echoAll(ctx context.Context, c *wsconn.Conn) error {
+	if err := echoWhole(ctx, c); err != nil {
+		return err
+	}
+	return echoStreamed(ctx, c)
+}
+
+func echoStreamed(ctx context.Context, c *wsconn.Conn) error {
+	for _, typ := range []wsconn.MessageType{wsconn.Text, wsconn.Binary} {
+		for i, n := range interop.Sizes {
+			want := interop.Payload(typ, n, 100+i)
+			w, err := c.Writer(ctx, typ)
+			if err != nil {
+				return fmt.Errorf("open writer for %v of %d bytes: %w", typ, n, err)
+			}
+			for rest := want; len(rest) > 0; rest = rest[min(1000, len(rest)):] {
+				if _, err := w.Write(rest[:min(1000, len(rest))]); err != nil {
+					return fmt.Errorf("stream %v of %d bytes: %w", typ, n, err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				return fmt.Errorf("stream %v of %d bytes: %w", typ, n, err)
+			}
+			got, r, err := c.Reader(ctx)
+			if err != nil {
+				return fmt.Errorf("read echo of streamed %v of %d bytes: %w", typ, n, err)
+			}
+			data, err := io.ReadAll(r)
+			if err != nil {
+				return fmt.Errorf("read echo of streamed %v of %d bytes: %w", typ, n, err)
+			}
+			if got != typ || !bytes.Equal(data, want) {
+				return fmt.Errorf("echo of streamed %v of %d bytes came back as %v of %d bytes (equal data: %v)",
+					typ, n, got, len(data), bytes.Equal(data, want))
+			}
+		}
+	}
+	return nil
+}
+
+func echoWhole(ctx context.Context, c *wsconn.Conn) error {
 	seq := 0
 	for _, typ := range []wsconn.MessageType{wsconn.Text, wsconn.Binary} {
 		for _, n := range interop.Sizes {
