@@ -57,17 +57,8 @@ func TestBlackholeHeartbeat(t *testing.T) {
 				return heartbeat.Run(ctx, c, &heartbeat.Options{Timeout: timeout, Interval: interval})
 			})
 			nu.Go(func(ctx context.Context) error {
-				for seq := range messages {
-					if err := c.SendBinary(ctx, message(seq)); err != nil {
-						return err
-					}
-					m, err := c.Receive(ctx)
-					if err != nil {
-						return err
-					}
-					if err := checkMessage(m, seq); err != nil {
-						return err
-					}
+				if err := roundTrips(ctx, c, messages); err != nil {
+					return err
 				}
 				blackholed = time.Now()
 				proxy.Blackhole()

@@ -88,6 +88,41 @@ func echo(ctx context.Context, c *wsconn.Conn) (int, error) {
 	}
 }
 
+// startEchoServer serves echo on 127.0.0.1 until t ends and returns its
+// address and where the handler reports what its echo loop saw.
+func startEchoServer(t *testing.T) (addr string, done <-chan result) {
+	t.Helper()
+	results := make(chan result, 1)
+	addr = startServer(t, func(ctx context.Context, r *wsconn.Request) error {
+		c, err := r.Accept(ctx, nil)
+		if err != nil {
+			return err
+		}
+		n, err := echo(ctx, c)
+		results <- result{n, err}
+		return nil
+	}, nil)
+	return addr, results
+}
+
+// roundTrips sends message(0) to message(n-1), each after the echo of the
+// one before, and checks every echo.
+func roundTrips(ctx context.Context, c *wsconn.Conn, n int) error {
+	for seq := range n {
+		if err := c.SendBinary(ctx, message(seq)); err != nil {
+			return err
+		}
+		m, err := c.Receive(ctx)
+		if err != nil {
+			return err
+		}
+		if err := checkMessage(m, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // result is what a server handler saw.
 type result struct {
 	n   int

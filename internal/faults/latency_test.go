@@ -25,16 +25,7 @@ func TestLatencyAndBandwidth(t *testing.T) {
 	for seq := range messages {
 		total += len(message(seq))
 	}
-	serverDone := make(chan result, 1)
-	addr := startServer(t, func(ctx context.Context, r *wsconn.Request) error {
-		c, err := r.Accept(ctx, nil)
-		if err != nil {
-			return err
-		}
-		n, err := echo(ctx, c)
-		serverDone <- result{n, err}
-		return nil
-	}, nil)
+	addr, serverDone := startEchoServer(t)
 	proxy := startProxy(t, addr, &faults.Options{Latency: latency, Bandwidth: bandwidth})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -15,16 +15,7 @@ import (
 // message sent before it arrived exactly once.
 func TestReset(t *testing.T) {
 	const messages = 50
-	serverDone := make(chan result, 1)
-	addr := startServer(t, func(ctx context.Context, r *wsconn.Request) error {
-		c, err := r.Accept(ctx, nil)
-		if err != nil {
-			return err
-		}
-		n, err := echo(ctx, c)
-		serverDone <- result{n, err}
-		return nil
-	}, nil)
+	addr, serverDone := startEchoServer(t)
 	proxy := startProxy(t, addr, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -33,17 +24,8 @@ func TestReset(t *testing.T) {
 	var conn *wsconn.Conn
 	err := wsconn.Open(ctx, "ws://"+proxy.Addr()+"/", nil, func(ctx context.Context, c *wsconn.Conn) error {
 		conn = c
-		for seq := range messages {
-			if err := c.SendBinary(ctx, message(seq)); err != nil {
-				return err
-			}
-			m, err := c.Receive(ctx)
-			if err != nil {
-				return err
-			}
-			if err := checkMessage(m, seq); err != nil {
-				return err
-			}
+		if err := roundTrips(ctx, c, messages); err != nil {
+			return err
 		}
 		start = time.Now()
 		proxy.Reset()
