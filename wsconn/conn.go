@@ -99,6 +99,7 @@ type Conn struct {
 
 	peerDead    atomic.Bool               // a ping timed out and no pong came since
 	streaming   atomic.Pointer[msgReader] // the last Reader, until read to the end
+	streamReads atomic.Bool               // set by the first Reader: stream long messages
 	noReadAhead atomic.Bool               // set by NetConn: stream every message
 }
 

@@ -45,9 +45,10 @@ type DialOptions struct {
 	MaxMessageSize int64
 	// MessageQueueSize is how many received messages may wait for Receive
 	// before the reader stops reading. Default 1; negative means none (the
-	// reader hands each message straight to a waiting Receive). A message
-	// over 64 KiB is not read ahead: it waits at the head of the queue,
-	// which counts as full, until Receive or Reader takes it (see Reader).
+	// reader hands each message straight to a waiting Receive). Once
+	// Reader has been called, a message over 64 KiB is not read ahead: it
+	// waits at the head of the queue, which counts as full, until Receive
+	// or Reader takes it (see Reader).
 	MessageQueueSize int
 	// Logger, when its Debug level is enabled, receives a trace of the
 	// connection: the handshake request and response headers (credentials

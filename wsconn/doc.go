@@ -27,9 +27,11 @@
 //
 // Reader and Writer move one message as a stream, for messages too large
 // to hold (MaxMessageSize still bounds a Reader; negative means no limit).
-// A message of up to 64 KiB is read ahead whole, as always; a longer one is
-// read ahead only 64 KiB: it then waits at the head of the queue, counting
-// as a full queue, until Reader streams it or Receive has it read whole.
+// The first Reader switches the connection to streaming (a connection only
+// ever used with Receive reads every message ahead whole): a message of up
+// to 64 KiB is still read ahead whole, but a longer one only 64 KiB; it then
+// waits at the head of the queue, counting as a full queue, until Reader
+// streams it or Receive has it read whole.
 // While it streams, the reader goroutine reads, and so answers pings, only
 // as fast as the application reads the stream: one that stops reading
 // mid-message stalls the connection's pongs just as a full queue does.

@@ -39,6 +39,7 @@ func NetConn(ctx context.Context, c *Conn, typ MessageType) net.Conn {
 	// NetConn reads every message as a stream: no message is copied out
 	// whole, so a tunnel allocates nothing per message it reads.
 	c.noReadAhead.Store(true)
+	c.streamReads.Store(true)
 	nc := &netConn{c: c, ctx: ctx, typ: typ}
 	nc.readDL.base = ctx
 	nc.readDL.set(time.Time{})

@@ -102,7 +102,8 @@ func (c *Conn) readLoop() {
 
 // readOne reads one message and reports whether reading goes on. A message
 // that ends within streamAhead bytes is queued whole; a longer one is
-// handed on as a stream (stream.go).
+// handed on as a stream (stream.go) once Reader has been used, and queued
+// whole before.
 func (c *Conn) readOne(typ MessageType, r io.Reader) bool {
 	in := msgIn{r: r, limit: c.cfg.maxMessageSize, text: typ == Text}
 	bp := readBufs.Get().(*[]byte)
@@ -111,6 +112,11 @@ func (c *Conn) readOne(typ MessageType, r io.Reader) bool {
 		ahead = 0 // NetConn: every message streams, from pooled buffers
 	}
 	buf, eof, err := in.fill((*bp)[:0], ahead)
+	// Until the first Reader, read long messages ahead whole too, as
+	// Receive wants them, looking again every streamAhead bytes.
+	for err == nil && !eof && !c.streamReads.Load() {
+		buf, eof, err = in.fill(buf, len(buf)+streamAhead)
+	}
 	if err == nil && !eof {
 		// The buffer goes with the stream, which pools it again.
 		return c.stream(in, typ, bp, buf)

@@ -10,9 +10,10 @@ import (
 )
 
 // streamAhead is how much of a message the reader goroutine reads before
-// anyone asks for it. A message that ends within it is queued whole; a
-// longer one waits at the head of the queue, its first bytes read, until
-// Reader streams it or Receive has it read whole.
+// anyone asks for it, once Reader has been used. A message that ends within
+// it is queued whole; a longer one waits at the head of the queue, its
+// first bytes read, until Reader streams it or Receive has it read whole.
+// Before the first Reader, messages are read ahead whole, as ever.
 const streamAhead = 64 << 10
 
 // msgIn is the reader goroutine's state for one incoming message: every
@@ -201,12 +202,16 @@ func (c *Conn) skipRest(in *msgIn, buf []byte) bool {
 // the connection's reader goroutine reads only as fast as the stream is
 // read, so pings wait to be answered, as when the queue is full.
 //
-// Messages of up to 64 KiB are read ahead whole and queued like any other;
-// Reader then serves them from memory. A longer one is never read ahead
+// The first call of Reader switches the connection to streaming: until
+// then every message is read ahead whole and queued, as Receive wants it
+// (one arriving during the call is switched at its next 64 KiB). From then
+// on, messages of up to 64 KiB are still read ahead whole and queued, and
+// Reader serves them from memory, but a longer one is never read ahead
 // past its first 64 KiB: it waits at the head of the queue for Reader (or
-// Receive) to take it, and counts as a full queue until then. Either way
-// there is one order: Receive and Reader take the same queue, and a message
-// is delivered whole by Receive or streamed by Reader, never both.
+// Receive, which has it read whole) to take it, and counts as a full queue
+// until then. Either way there is one order: Receive and Reader take the
+// same queue, and a message is delivered whole by Receive or streamed by
+// Reader, never both.
 //
 // The returned io.Reader is not safe for concurrent use.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
@@ -220,6 +225,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 // nextReader takes the next message for a reader whose Reads are bounded
 // by rctx; wait bounds the wait for the message.
 func (c *Conn) nextReader(wait, rctx context.Context, what string) (*msgReader, error) {
+	c.streamReads.Store(true)
 	c.dropStream()
 	in, err := c.next(wait, what)
 	if err != nil {

@@ -775,3 +775,32 @@ func TestStreamCompressed(t *testing.T) {
 		t.Fatalf("%d bytes on the wire for %d of a repetitive pattern", fc.payload, size)
 	}
 }
+
+// A connection only ever used with Receive reads a long message ahead
+// whole, as it always did: a ping behind it is answered before anyone
+// receives it.
+func TestReceiveOnlyReadsLongMessagesAhead(t *testing.T) {
+	const size = 300_000
+	pong := make(chan struct{})
+	url := largePeer(t, func(ws *websocket.Conn) error {
+		ws.SetPongHandler(func(string) error { close(pong); return nil })
+		if err := writeFrames(ws, websocket.BinaryMessage, size, 64<<10); err != nil {
+			return err
+		}
+		return ws.WriteControl(websocket.PingMessage, []byte("behind"), time.Now().Add(5*time.Second))
+	})
+	ctx := ctxTimeout(t, 20*time.Second)
+	c := dial(t, url, nil)
+	select {
+	case <-pong:
+	case <-ctx.Done():
+		t.Fatal("the ping behind an unreceived long message was not answered")
+	}
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chk patternChecker
+	chk.Write(m.Data)
+	chk.check(t, size)
+}
