@@ -16,7 +16,8 @@ import (
 // speaks net.Conn: tunnels (io.Copy both ways), net/http, TLS, SSH, gRPC.
 // Each Write sends one message; Read reads the messages in turn as one
 // byte stream (streamed, as Reader does, so a message need not fit in
-// memory). With typ Text every Write must be valid UTF-8 on its own.
+// memory; MaxMessageSize still bounds each). With typ Text every Write must
+// be valid UTF-8 on its own.
 //
 // ctx bounds every Read and Write; once it ends they fail. Deadlines work
 // per call: an expired deadline fails that call with an error whose
