@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsnursery/wsnursery/heartbeat"
@@ -63,13 +64,15 @@ func Example() {
 	}()
 	defer func() { stopServer(); <-served }()
 
+	var pongs atomic.Int32
+	var producerCause error
 	err = wsconn.Open(context.Background(), "ws://"+ln.Addr().String(), nil, func(ctx context.Context, c *wsconn.Conn) error {
 		return nursery.Run(ctx, func(ctx context.Context, n *nursery.Nursery) error {
 			n.Go(func(ctx context.Context) error {
 				return heartbeat.Run(ctx, c, &heartbeat.Options{
 					Timeout:  time.Second,
 					Interval: 10 * time.Millisecond,
-					OnRTT:    func(time.Duration) { fmt.Println("pong") },
+					OnRTT:    func(time.Duration) { pongs.Add(1) },
 				})
 			})
 			n.Go(func(ctx context.Context) error {
@@ -81,17 +84,19 @@ func Example() {
 			})
 			n.Go(func(ctx context.Context) error {
 				<-ctx.Done() // producing messages, until cancelled
-				fmt.Println("producer stopped:", context.Cause(ctx))
+				producerCause = context.Cause(ctx)
 				return ctx.Err()
 			})
 			return nil
 		})
 	})
+	// The server closes after its third ping; a fourth may or may not
+	// have been answered by then.
+	fmt.Println("pongs before the close:", min(pongs.Load(), 3), "or more")
+	fmt.Println("producer stopped:", producerCause)
 	fmt.Println("Open:", err)
 	// Output:
-	// pong
-	// pong
-	// pong
+	// pongs before the close: 3 or more
 	// producer stopped: websocket connection closed: 1001 (going away): "restarting"
 	// Open: websocket connection closed: 1001 (going away): "restarting"
 }
