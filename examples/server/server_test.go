@@ -87,7 +87,7 @@ func TestGracefulShutdown(t *testing.T) {
 // TestHeartbeatDropsStalledClient: a client that stops reading stops
 // answering pings once its queue is full; the server's heartbeat drops it.
 func TestHeartbeatDropsStalledClient(t *testing.T) {
-	srv, url := extest.StartServer(t, extest.Build(t, "."), "-heartbeat=200ms,20ms")
+	srv, url := extest.StartServer(t, extest.Build(t, "."), "-heartbeat=1s,20ms") // a 1 s timeout: a loaded CI machine can delay a healthy pong past 200 ms
 	c := dial(t, url, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), extest.Timeout)
 	defer cancel()
