@@ -40,7 +40,7 @@ func FanoutHubs() []string { return []string{FanoutChat, FanoutBroadcast} }
 
 func (s *Servers) startFanout(ctx context.Context) error {
 	hub := broadcast.NewHub(nil)
-	ln, err := s.listen(FanoutBroadcast)
+	ln, err := s.listenPlain(FanoutBroadcast)
 	if err != nil {
 		return err
 	}

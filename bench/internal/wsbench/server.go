@@ -82,6 +82,7 @@ type Servers struct {
 
 	cancel context.CancelFunc
 	lns    []*trackingListener
+	plain  []net.Listener
 	https  []*http.Server
 	wg     sync.WaitGroup
 }
@@ -128,6 +129,19 @@ func (s *Servers) listen(name string) (*trackingListener, error) {
 	return tl, nil
 }
 
+// listenPlain listens without tracking connections, for wsconn's Server,
+// which closes its own at shutdown; its connections stay plain TCP
+// connections, as an application's are.
+func (s *Servers) listenPlain(name string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen for %s: %w", name, err)
+	}
+	s.plain = append(s.plain, ln)
+	s.Addrs[name] = ln.Addr().String()
+	return ln, nil
+}
+
 func (s *Servers) serveHTTP(name string, h http.Handler) error {
 	ln, err := s.listen(name)
 	if err != nil {
@@ -155,7 +169,7 @@ func (s *Servers) start(ctx context.Context, lib Lib) error {
 	case KindGWS:
 		return s.serveHTTP(lib.Name, s.gwsHandler())
 	case KindWsconn:
-		ln, err := s.listen(lib.Name)
+		ln, err := s.listenPlain(lib.Name)
 		if err != nil {
 			return err
 		}
@@ -182,6 +196,9 @@ func (s *Servers) Close() {
 	}
 	for _, ln := range s.lns {
 		ln.closeAll()
+	}
+	for _, ln := range s.plain {
+		ln.Close()
 	}
 	s.wg.Wait()
 }
