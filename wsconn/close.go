@@ -93,6 +93,7 @@ func (c *Conn) transition(ev closeEvent, reason CloseReason) connState {
 		if ev == evClose && !c.discard {
 			c.discard = true
 			close(c.dropQueue)
+			c.direct.dropped() // a receiver reading directly fails at once too
 		}
 	case evPeerClose:
 		if from == stateOpen || from == stateClosing {

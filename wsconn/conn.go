@@ -84,6 +84,7 @@ type Conn struct {
 	queue    chan inbound  // filled by the reader, closed when it exits
 	writeSem chan struct{} // serialises data messages; a ctx can give up waiting
 	watch    writeWatch    // interrupts a data message whose ctx ends
+	direct   *direct       // nil: every message goes through the queue
 
 	mu      sync.Mutex
 	state   connState // see close.go; changed only by transition
@@ -128,6 +129,7 @@ func newConn(ws *websocket.Conn, guard *frameGuard, client bool, cfg connConfig,
 	if c.cfg.log != nil {
 		c.cfg.log = c.cfg.log.With("side", c.side(), "remote", ws.RemoteAddr().String())
 	}
+	c.direct = newDirect(c)
 	go c.readLoop()
 	return c
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -32,6 +33,20 @@ type frameGuard struct {
 	messageLen  uint64 // declared length of the data message so far
 	deflate     bool   // permessage-deflate offered (client) or accepted (server)
 	compressed  bool   // the current data message has RSV1 set
+
+	// For the direct read (direct.go): bytes handed to gorilla, data
+	// messages whose last byte has been handed, and where the last one
+	// ended. Changed only by whoever holds the reader role.
+	handed    uint64
+	complete  uint64
+	boundary  uint64
+	base      uint64 // handed before the Read being scanned
+	dataFin   bool   // the frame being parsed ends a data message
+	ctrlAfter bool   // a control frame ended after the last data message
+	// Bytes a direct read took from the socket that gorilla has not read
+	// yet: pend[poff:]. Read hands them out before reading the socket.
+	pend *[]byte
+	poff int
 
 	state     int
 	tail      uint32 // last four bytes, while skipping the HTTP response
@@ -112,16 +127,29 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	n, err := g.Conn.Read(p)
+	var n int
+	var err error
+	if g.pend != nil {
+		n = copy(p, (*g.pend)[g.poff:])
+		g.poff += n
+		if g.poff == len(*g.pend) {
+			g.releasePend()
+		}
+	} else {
+		n, err = g.Conn.Read(p)
+	}
 	if n > 0 && g.state != guardOff {
+		g.base = g.handed
 		if k, bad := g.scan(p[:n]); bad != nil {
 			g.err = bad
+			g.handed += uint64(k)
 			if k == 0 {
 				return 0, bad
 			}
 			return k, nil
 		}
 	}
+	g.handed += uint64(n)
 	return n, err
 }
 
@@ -137,6 +165,7 @@ func (g *frameGuard) scan(b []byte) (int, error) {
 			i++
 			if g.tail == 0x0d0a0d0a { // end of the response headers
 				g.state, g.hdrLen = guardHeader, 0
+				g.boundary = g.base + uint64(i)
 			}
 		case guardHeader:
 			g.hdr[g.hdrLen] = b[i]
@@ -159,6 +188,9 @@ func (g *frameGuard) scan(b []byte) (int, error) {
 				if err := g.startPayload(); err != nil {
 					return i - 1, err // gorilla never sees the whole header
 				}
+				if g.state == guardHeader { // an empty payload
+					g.frameEnd(i)
+				}
 			}
 		case guardPayload:
 			take := uint64(len(b) - i)
@@ -177,6 +209,7 @@ func (g *frameGuard) scan(b []byte) (int, error) {
 			i += int(take)
 			g.remaining -= take
 			if g.remaining == 0 {
+				g.frameEnd(i)
 				if g.isClose {
 					if err := checkClosePayload(g.close[:g.closeLen]); err != nil {
 						return i - 1, err
@@ -258,11 +291,36 @@ func (g *frameGuard) startPayload() error {
 	g.isClose = g.hdr[0]&0x0f == 0x8 && g.hdr[0]&0x80 != 0 && n <= maxControlPayload
 	g.closeLen = 0
 	g.remaining = n
+	g.dataFin = op <= 2 && fin
 	g.state, g.hdrLen = guardPayload, 0
 	if n == 0 {
 		g.state = guardHeader
 	}
 	return nil
+}
+
+// frameEnd records the end of a frame's payload at index i of the bytes
+// being scanned.
+func (g *frameGuard) frameEnd(i int) {
+	switch {
+	case g.dataFin:
+		g.complete++
+		g.boundary = g.base + uint64(i)
+		g.ctrlAfter = false
+	case g.hdr[0]&0x08 != 0:
+		g.ctrlAfter = true
+	}
+}
+
+// pendBufs holds the buffers of direct reads between messages.
+var pendBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (g *frameGuard) releasePend() {
+	if cap(*g.pend) <= 256<<10 {
+		*g.pend = (*g.pend)[:0]
+		pendBufs.Put(g.pend)
+	}
+	g.pend, g.poff = nil, 0
 }
 
 func checkClosePayload(p []byte) error {

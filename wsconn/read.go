@@ -35,27 +35,65 @@ func (c *Conn) Receive(ctx context.Context) (Message, error) {
 }
 
 // next returns the next item of the queue; what names the operation in a
-// context's error.
+// context's error. Where it can, it reads the next message itself instead
+// of waiting for the reader goroutine to queue it (direct.go).
 func (c *Conn) next(ctx context.Context, what string) (inbound, error) {
 	// A ready message or the end of the queue wins over ctx: the contexts
 	// of Open and of server handlers are cancelled because the connection
 	// closed, and that must not hide what was queued before.
-	if in, err, ok := c.tryNext(); ok {
-		return in, err
-	}
-	select {
-	case in, ok := <-c.queue:
-		if !ok {
-			return inbound{}, c.closedErr()
-		}
-		return in, nil
-	case <-c.dropQueue:
-		return inbound{}, c.closedErr()
-	case <-ctx.Done():
+	for {
 		if in, err, ok := c.tryNext(); ok {
 			return in, err
 		}
-		return inbound{}, fmt.Errorf("failed to %s: %w", what, ctx.Err())
+		d := c.direct
+		if d == nil || ctx.Err() != nil || c.noReadAhead.Load() {
+			break
+		}
+		if d.acquire() {
+			// Only the role's holder adds to the queue: what is queued now
+			// came before what a direct read would return.
+			if in, err, ok := c.tryNext(); ok {
+				d.release(false)
+				return in, err
+			}
+			m, err, ok := d.receive(ctx)
+			if !ok {
+				break
+			}
+			if err != nil {
+				return inbound{}, fmt.Errorf("failed to %s: %w", what, err)
+			}
+			return inbound{m: m}, nil
+		}
+		in, err, ok := c.waitNext(ctx, what, d.grant)
+		d.doneWaiting()
+		if ok {
+			return in, err
+		}
+		// The reader goroutine handed the role over: read directly.
+	}
+	in, err, _ := c.waitNext(ctx, what, nil)
+	return in, err
+}
+
+// waitNext waits for the next item of the queue; ok is false when grant
+// fired first.
+func (c *Conn) waitNext(ctx context.Context, what string, grant <-chan struct{}) (in inbound, err error, ok bool) {
+	select {
+	case in, open := <-c.queue:
+		if !open {
+			return inbound{}, c.closedErr(), true
+		}
+		return in, nil, true
+	case <-c.dropQueue:
+		return inbound{}, c.closedErr(), true
+	case <-grant:
+		return inbound{}, nil, false
+	case <-ctx.Done():
+		if in, err, ok := c.tryNext(); ok {
+			return in, err, true
+		}
+		return inbound{}, fmt.Errorf("failed to %s: %w", what, ctx.Err()), true
 	}
 }
 
@@ -88,7 +126,14 @@ const maxPooledRead = 256 << 10
 // gorilla runs the ping, pong and close handlers only inside a read.
 func (c *Conn) readLoop() {
 	defer c.finish()
+	d := c.direct
+	if d != nil {
+		defer d.releaseCtx()
+	}
 	for {
+		if d != nil && !d.take() {
+			return
+		}
 		typ, r, err := c.ws.NextReader()
 		if err != nil {
 			c.readFailed(err)
@@ -96,6 +141,9 @@ func (c *Conn) readLoop() {
 		}
 		if !c.readOne(MessageType(typ), r) {
 			return
+		}
+		if d != nil {
+			d.read++
 		}
 	}
 }

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package wsconn
+
+const directSupported = false
+
+func (d *direct) peek(uintptr) bool { return true }
