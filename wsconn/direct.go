@@ -26,21 +26,94 @@ import (
 // end of the stream — it hands the role back to the reader goroutine and
 // waits on the queue as before, so pings, pongs and Close frames are
 // handled by the reader goroutine as they arrive. After a message the role
-// stays with the receivers; if no receiver is waiting directIdle later (or
-// once closing starts) the reader goroutine takes it back, so a ping waits
-// at most directIdle while nobody receives.
+// stays with the receivers; when none has used it for a sweep of directIdle
+// (or once closing starts) the reader goroutine takes it back, so a ping
+// waits at most 2 × directIdle while nobody receives.
 //
 // Only plain TCP and Unix sockets without TLS, proxy or compression qualify
 // (newDirect): there the guard sees every byte gorilla reads, and the
 // socket's readiness says whether more will come.
 
-// directIdle is how long the role stays with the receivers after a
-// Receive returns.
+// directIdle is how often the sweeper looks for connections whose role has
+// stayed with the receivers, unused, since it last looked: it hands them
+// back to their reader goroutines, so a ping waits at most twice this while
+// nobody receives. One sweeper serves every connection (a timer per
+// connection, reset per message, would wake the network poller each time).
 const directIdle = time.Millisecond
+
+// sweeper is the process's list of connections whose role is with their
+// receivers, and whether its goroutine runs (only while the list is not
+// empty).
+var sweeper struct {
+	mu      sync.Mutex
+	list    []*direct
+	running bool
+}
+
+// idleLocked notes that the role is with the receivers and unused; d.mu is
+// held.
+func (d *direct) idleLocked() {
+	d.gen++
+	if d.listed {
+		return
+	}
+	d.listed, d.swept = true, d.gen-1
+	sweeper.mu.Lock()
+	sweeper.list = append(sweeper.list, d)
+	if !sweeper.running {
+		sweeper.running = true
+		go sweep()
+	}
+	sweeper.mu.Unlock()
+}
+
+// sweep runs while some connection's role is with its receivers: every
+// directIdle it hands back the roles that were not used since the last
+// look, and drops from the list the connections where a receiver is busy
+// (its release lists them again) or the reader has the role.
+func sweep() {
+	t := time.NewTicker(directIdle)
+	defer t.Stop()
+	var keep []*direct
+	for range t.C {
+		sweeper.mu.Lock()
+		list := sweeper.list
+		sweeper.list = nil
+		if len(list) == 0 {
+			sweeper.running = false
+			sweeper.mu.Unlock()
+			return
+		}
+		sweeper.mu.Unlock()
+		keep = keep[:0]
+		for _, d := range list {
+			d.mu.Lock()
+			switch {
+			case d.owner != roleRecv || d.busy:
+				d.listed = false
+			case d.gen == d.swept:
+				d.owner = roleReader
+				d.listed = false
+				select {
+				case d.back <- struct{}{}:
+				default:
+				}
+			default:
+				d.swept = d.gen
+				keep = append(keep, d)
+			}
+			d.mu.Unlock()
+		}
+		clear(list)
+		sweeper.mu.Lock()
+		sweeper.list = append(sweeper.list, keep...)
+		sweeper.mu.Unlock()
+	}
+}
 
 // directMax bounds the payload of a message read directly, and so the
 // buffer a direct read may fill while it waits for the rest.
-const directMax = 64 << 10
+const directMax = 16 << 10
 
 const (
 	roleReader = iota // the reader goroutine
@@ -58,8 +131,10 @@ type direct struct {
 	wanted  bool // a Receive found the queue empty: hand the role over
 	grant   chan struct{}
 	back    chan struct{}
-	idle    *time.Timer
-	stop    bool // failed in a direct read: the reader goroutine must end
+	stop    bool   // failed in a direct read: the reader goroutine must end
+	gen     uint64 // counts releases, for the sweeper
+	swept   uint64 // gen when the sweeper last looked
+	listed  bool   // on the sweeper's list
 
 	// Owned by whoever holds the role.
 	read uint64 // data messages read by gorilla so far
@@ -98,14 +173,13 @@ func newDirect(c *Conn) *direct {
 	}
 	d := &direct{c: c, rc: rc, grant: make(chan struct{}, 1), back: make(chan struct{}, 1)}
 	d.max = directMax
-	d.idle = time.NewTimer(time.Hour)
-	d.idle.Stop()
 	d.peekFn = d.peek
 	return d
 }
 
 // take is called by the reader goroutine before each message: it hands the
-// role to the receivers when one asked, and waits until it has it back. It
+// role to the receivers when one asked, and waits until it has it back
+// (from a receiver, from the sweeper, or because closing started). It
 // reports false when the reader must stop.
 func (d *direct) take() bool {
 	d.mu.Lock()
@@ -121,24 +195,21 @@ func (d *direct) take() bool {
 			d.wanted = false
 			d.owner = roleRecv
 			d.signalWaiter()
-			d.idle.Reset(directIdle)
+			d.idleLocked()
 		}
 		closing := d.c.closing
 		if d.c.isClosing() {
-			closing = nil // the busy Receive hands the role back
+			closing = nil // the busy receiver hands the role back
 		}
 		d.mu.Unlock()
 		select {
 		case <-d.back:
-		case <-d.idle.C:
 		case <-closing:
 		}
 		d.mu.Lock()
 		if d.owner == roleRecv && !d.busy {
 			d.owner = roleReader
 		}
-		// Still busy: the Receive hands the role back when it must, or
-		// arms the timer again when it returns.
 	}
 }
 
@@ -168,7 +239,6 @@ func (d *direct) acquire() bool {
 	defer d.mu.Unlock()
 	if d.owner == roleRecv && !d.busy && !d.stop && !d.c.isClosing() {
 		d.busy = true
-		d.idle.Stop() // a busy Receive gives the role back itself
 		return true
 	}
 	d.wanted = true
@@ -195,7 +265,7 @@ func (d *direct) release(toReader bool) {
 		}
 	} else {
 		d.signalWaiter()
-		d.idle.Reset(directIdle)
+		d.idleLocked()
 	}
 	d.mu.Unlock()
 }
