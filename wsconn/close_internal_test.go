@@ -6,15 +6,6 @@ func newTestConn() *Conn {
 	return &Conn{closing: make(chan struct{}), dropQueue: make(chan struct{}), done: make(chan struct{})}
 }
 
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // Every path through the close states: what each event records, which
 // channels it closes, and that a later event never overwrites a final
 // reason.

@@ -170,9 +170,15 @@ func (c *Conn) ResponseHeader() http.Header { return c.respHeader }
 // is closed and the reader goroutine has stopped. CloseReason is final then.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-func (c *Conn) isDone() bool {
+func (c *Conn) isDone() bool { return isClosed(c.done) }
+
+// isClosing reports whether closing has started.
+func (c *Conn) isClosing() bool { return isClosed(c.closing) }
+
+// isClosed reports whether ch, which is only ever closed, is.
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-c.done:
+	case <-ch:
 		return true
 	default:
 		return false

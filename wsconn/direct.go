@@ -222,15 +222,6 @@ func (d *direct) signalWaiter() {
 	}
 }
 
-func (c *Conn) isClosing() bool {
-	select {
-	case <-c.closing:
-		return true
-	default:
-		return false
-	}
-}
-
 // acquire makes the calling Receive the busy role holder if the receivers
 // hold the role and nobody uses it; otherwise it registers the caller as a
 // waiter and asks the reader goroutine for the role.
