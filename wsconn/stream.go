@@ -298,6 +298,11 @@ func (r *msgReader) read(ctx context.Context, p []byte, drop bool) (int, error) 
 		case <-r.s.failed:
 			r.err = r.c.closedErr()
 			return 0, r.err
+		case <-r.s.abandon:
+			// A Reader or Receive on another goroutine discarded the rest;
+			// the reader goroutine may never send another chunk.
+			r.err = errDiscarded
+			return 0, r.err
 		case <-r.c.dropQueue:
 			r.err = r.c.closedErr()
 			return 0, r.err

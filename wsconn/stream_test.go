@@ -416,7 +416,12 @@ func TestWriterTextMustBeUTF8(t *testing.T) {
 // largePeer is a raw gorilla server that runs send with its connection,
 // then reads until the client closes.
 func largePeer(t *testing.T, send func(ws *websocket.Conn) error) string {
-	return rawPeer(t, nil, func(ws *websocket.Conn) {
+	return largePeerOn(t, nil, send)
+}
+
+// largePeerOn is largePeer on ln (nil: a loopback TCP listener).
+func largePeerOn(t *testing.T, ln net.Listener, send func(ws *websocket.Conn) error) string {
+	return rawPeer(t, ln, func(ws *websocket.Conn) {
 		if err := send(ws); err != nil {
 			t.Errorf("peer: %v", err)
 			return
@@ -806,36 +811,84 @@ func TestReceiveOnlyReadsLongMessagesAhead(t *testing.T) {
 }
 
 // A Receive on another goroutine discards the rest of a message a Reader
-// is streaming: the Reader's goroutine then gets an error, Receive the next
-// message (run with -race: the two goroutines share the stream).
+// is streaming: a Read blocked on that goroutine, waiting for bytes the peer
+// has not sent yet, fails at once with the discard error (it used to wait
+// for the next chunk, which the reader goroutine, skipping the rest, never
+// sent), and Receive gets the next message.
 func TestReceiveFromAnotherGoroutineDropsStream(t *testing.T) {
-	url := largePeer(t, func(ws *websocket.Conn) error {
-		if err := writeFrames(ws, websocket.BinaryMessage, 4<<20, 32<<10); err != nil {
-			return err
+	const part = 100_000 // more than the 64 KiB read ahead: the message streams
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		resume := make(chan struct{})
+		url := largePeerOn(t, ln, func(ws *websocket.Conn) error {
+			if err := ws.WriteMessage(websocket.TextMessage, []byte("first")); err != nil {
+				return err
+			}
+			w, err := ws.NextWriter(websocket.BinaryMessage)
+			if err != nil {
+				return err
+			}
+			// A server's large Write goes out at once, as a frame of its own.
+			if _, err := w.Write(make([]byte, part)); err != nil {
+				return err
+			}
+			<-resume
+			if _, err := w.Write(make([]byte, part)); err != nil {
+				return err
+			}
+			if err := w.Close(); err != nil {
+				return err
+			}
+			return ws.WriteMessage(websocket.TextMessage, []byte("next"))
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := wsconn.Dial(ctx, url, &wsconn.DialOptions{NetDialContext: ln.Dial})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return ws.WriteMessage(websocket.TextMessage, []byte("next"))
+		defer c.Close(context.Background(), wsconn.StatusNormalClosure, "")
+		// The first Reader switches the connection to streaming.
+		if _, r, err := c.Reader(ctx); err != nil {
+			t.Fatal(err)
+		} else if b, err := io.ReadAll(r); err != nil || string(b) != "first" {
+			t.Fatalf("first message = %q, %v", b, err)
+		}
+		_, r, err := c.Reader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, make([]byte, part)); err != nil {
+			t.Fatal(err)
+		}
+		readErr := make(chan error, 1)
+		go func() {
+			_, err := r.Read(make([]byte, 1)) // waits for bytes the peer holds back
+			readErr <- err
+		}()
+		synctest.Wait()
+		got := make(chan error, 1)
+		go func() {
+			m, err := c.Receive(ctx)
+			if err == nil && string(m.Data) != "next" {
+				err = fmt.Errorf("got %q, want \"next\"", m.Data)
+			}
+			got <- err
+		}()
+		synctest.Wait() // Receive has dropped the stream
+		select {
+		case err := <-readErr:
+			if err == nil || !strings.Contains(err.Error(), "discarded") {
+				t.Errorf("blocked Read = %v, want the discard error", err)
+			}
+		default:
+			t.Error("a Read blocked on a stream another goroutine's Receive dropped is still waiting")
+			cancel() // frees it
+			<-readErr
+		}
+		close(resume)
+		if err := <-got; err != nil {
+			t.Errorf("Receive: %v", err)
+		}
 	})
-	ctx := ctxTimeout(t, 20*time.Second)
-	c := dial(t, url, &wsconn.DialOptions{MaxMessageSize: -1})
-	_, r, err := c.Reader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(r, make([]byte, 100_000)); err != nil {
-		t.Fatal(err)
-	}
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.Discard, r) // racing with the Receive below
-		readErr <- err
-	}()
-	m, err := c.Receive(ctx)
-	if err != nil || string(m.Data) != "next" {
-		t.Fatalf("Receive = %q, %v; want \"next\"", m.Data, err)
-	}
-	if err := <-readErr; err == nil {
-		// The reader may have read to the end first; then Receive had
-		// nothing to discard. Either way the order held.
-		t.Log("the reader finished before Receive")
-	}
 }
