@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 
@@ -32,7 +34,9 @@ type Options struct {
 	// Prefix starts every subject the broker uses, so that several
 	// applications can share one NATS: messages go on Prefix+".msg" and
 	// presence on Prefix+".presence". Only brokers with the same prefix
-	// hear each other. Default "wsnursery".
+	// hear each other. It is one or more dot-separated tokens, none empty,
+	// without spaces, control characters, '*' or '>' (New rejects other
+	// prefixes). Default "wsnursery".
 	Prefix string
 	// NodeID names this node in the envelopes it sends; it must be unique
 	// among the nodes sharing the prefix. Default: 16 random hex digits.
@@ -47,15 +51,18 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// PresenceExpiry is how long a node's presence lasts without a
 	// heartbeat: a node killed without saying goodbye leaves the others'
-	// Members within PresenceExpiry + HeartbeatInterval. Default 10 s, so
-	// 12 s with the default interval.
+	// Members within PresenceExpiry + HeartbeatInterval. It must be at
+	// least twice HeartbeatInterval, so that one late heartbeat does not
+	// end a live node's presence (New rejects a shorter one). Default 10 s,
+	// so 12 s with the default interval.
 	PresenceExpiry time.Duration
 	// OnNodeGone, if not nil, is called when another node's presence ends,
 	// by its goodbye or by expiry, once per topic with the members that
 	// are no longer present on any node, so that the application can
 	// announce that they left (on its own hub: every node makes the call
 	// itself). It runs on one of the broker's goroutines and must not
-	// block.
+	// block. OnNodeGone and OnNodeAppeared are never called concurrently,
+	// and the calls come in the order of the presence changes they report.
 	OnNodeGone func(topic string, gone []string)
 	// OnNodeAppeared, if not nil, is called when another node's presence
 	// begins: the first time this node hears from it, or again after its
@@ -63,7 +70,10 @@ type Options struct {
 	// PresenceExpiry). It is called once per topic with the node's members
 	// that no other node had, so that the application can announce them
 	// (members who join later are announced by their own node's messages).
-	// It runs on one of the broker's goroutines and must not block.
+	// A node is first heard of by its whole presence (a heartbeat, or its
+	// answer to a hello; a change alone does not count), so the call lists
+	// all its members. It runs on one of the broker's goroutines and must
+	// not block.
 	OnNodeAppeared func(topic string, members []string)
 	// Logger receives the broker's warnings: dropped messages, malformed
 	// messages on its subjects. Default: discard.
@@ -74,7 +84,7 @@ type Options struct {
 type Stats struct {
 	Sent      uint64 // messages handed to NATS
 	Received  uint64 // messages from other nodes delivered to the hub
-	Dropped   uint64 // cross-node copies not handed to NATS: outbox full, or NATS refused them
+	Dropped   uint64 // cross-node copies not handed to NATS (outbox full, or NATS refused them), and messages from other nodes that nats.go dropped because this node did not keep up (a slow consumer)
 	Malformed uint64 // messages on the broker's subjects that were not ours, dropped
 }
 
@@ -96,12 +106,25 @@ type Broker struct {
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: run drains and says goodbye
 	done      chan struct{} // closed when run has returned
-	closed    atomic.Bool   // PublishTo and Join stop forwarding
+
+	// pubMu is held across a publish's local delivery and its enqueueing
+	// (neither blocks), so that two goroutines publishing at once put
+	// their messages on the outbox in the order the hub delivered them,
+	// and by Close when it sets closed, so that whatever was enqueued
+	// before is drained and nothing is enqueued after.
+	pubMu  sync.Mutex
+	closed atomic.Bool // set under pubMu: PublishTo and Join stop forwarding
+
+	// stateMu serializes the changes of other nodes' presence (onPresence
+	// on nats.go's goroutine, expire on run's) with the callbacks that
+	// report them, so the callbacks come in the order of the changes.
+	stateMu sync.Mutex
 
 	mu     sync.Mutex // guards remote
 	remote map[string]*node
 
 	sent, received, dropped, malformed atomic.Uint64
+	subDropped                         atomic.Uint64 // what nats.go dropped of sub, as last seen
 	warn                               warner
 }
 
@@ -143,6 +166,9 @@ func New(hub *broadcast.Hub, nc *nats.Conn, opts *Options) (*Broker, error) {
 	if len(b.opts.NodeID) > 255 {
 		return nil, errors.New("failed to start the NATS broker: NodeID is longer than 255 bytes")
 	}
+	if err := checkPrefix(b.opts.Prefix); err != nil {
+		return nil, fmt.Errorf("failed to start the NATS broker: Prefix %q: %w", b.opts.Prefix, err)
+	}
 	if b.opts.OutboxSize <= 0 {
 		b.opts.OutboxSize = DefaultOutboxSize
 	}
@@ -151,6 +177,9 @@ func New(hub *broadcast.Hub, nc *nats.Conn, opts *Options) (*Broker, error) {
 	}
 	if b.opts.PresenceExpiry <= 0 {
 		b.opts.PresenceExpiry = DefaultPresenceExpiry
+	}
+	if b.opts.PresenceExpiry < 2*b.opts.HeartbeatInterval {
+		return nil, fmt.Errorf("failed to start the NATS broker: PresenceExpiry %v is less than twice HeartbeatInterval %v: one late heartbeat would end a live node's presence", b.opts.PresenceExpiry, b.opts.HeartbeatInterval)
 	}
 	b.log = b.opts.Logger
 	if b.log == nil {
@@ -175,6 +204,21 @@ func New(hub *broadcast.Hub, nc *nats.Conn, opts *Options) (*Broker, error) {
 	return b, nil
 }
 
+// checkPrefix reports why prefix cannot start the broker's subjects.
+func checkPrefix(prefix string) error {
+	for tok := range strings.SplitSeq(prefix, ".") {
+		switch {
+		case tok == "":
+			return errors.New("empty token (a leading, trailing or doubled '.')")
+		case strings.ContainsAny(tok, "*>"):
+			return errors.New("wildcard '*' or '>' in a subject prefix")
+		case strings.ContainsFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+			return errors.New("space or control character in a subject prefix")
+		}
+	}
+	return nil
+}
+
 func randomID() string {
 	var id [8]byte
 	rand.Read(id[:])
@@ -186,7 +230,29 @@ func (b *Broker) NodeID() string { return b.opts.NodeID }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
-	return Stats{Sent: b.sent.Load(), Received: b.received.Load(), Dropped: b.dropped.Load(), Malformed: b.malformed.Load()}
+	b.checkSlow()
+	return Stats{Sent: b.sent.Load(), Received: b.received.Load(), Dropped: b.dropped.Load() + b.subDropped.Load(), Malformed: b.malformed.Load()}
+}
+
+// checkSlow notices the messages nats.go dropped from the subscription
+// because this node did not keep up (nats.ErrSlowConsumer), and warns.
+// nats.go reports them to the connection's error handler, which belongs
+// to the application, so the broker reads the subscription's count.
+func (b *Broker) checkSlow() {
+	n, err := b.sub.Dropped()
+	if err != nil {
+		return // unsubscribed: the last count stays
+	}
+	for {
+		last := b.subDropped.Load()
+		if uint64(n) <= last {
+			return
+		}
+		if b.subDropped.CompareAndSwap(last, uint64(n)) {
+			b.warn.warn("slow consumer", "NATS dropped messages from the other nodes: this node did not keep up", "err", nats.ErrSlowConsumer, "dropped", uint64(n)-last)
+			return
+		}
+	}
 }
 
 // PublishTo delivers m to topic's subscribers on this node's hub at once,
@@ -197,15 +263,24 @@ func (b *Broker) PublishTo(topic string, m wsconn.Message) error {
 	if len(topic) > maxTopicLen {
 		return fmt.Errorf("failed to publish: topic is %d bytes, more than %d", len(topic), maxTopicLen)
 	}
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
 	if err := b.hub.PublishTo(topic, m); err != nil {
 		return err
 	}
-	b.enqueue(item{topic: topic, m: m})
+	b.enqueueLocked(item{topic: topic, m: m})
 	return nil
 }
 
 // enqueue hands it to run without waiting; a full outbox drops it.
 func (b *Broker) enqueue(it item) {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	b.enqueueLocked(it)
+}
+
+// enqueueLocked is enqueue with pubMu held.
+func (b *Broker) enqueueLocked(it item) {
 	if b.closed.Load() {
 		return
 	}
@@ -222,8 +297,14 @@ func (b *Broker) enqueue(it item) {
 func (b *Broker) Join(topic, member string) (leave func()) { return b.local.Join(topic, member) }
 
 // Members returns who is present in topic on this node and on every other
-// node whose presence has not expired, sorted, each once.
-func (b *Broker) Members(topic string) []string { return b.membersExcept(topic, "") }
+// node whose presence has not expired, sorted, each once. After Close it
+// returns this node's members only.
+func (b *Broker) Members(topic string) []string {
+	if b.closed.Load() {
+		return b.local.Members(topic)
+	}
+	return b.membersExcept(topic, "")
+}
 
 // membersExcept is Members without the node skip.
 func (b *Broker) membersExcept(topic, skip string) []string {
@@ -249,10 +330,15 @@ func (b *Broker) membersExcept(topic, skip string) []string {
 // unsubscribes. ctx bounds the sending; Close returns ctx's error if it ran
 // out; the broker's goroutine then ends as soon as NATS takes or refuses
 // its last message (closing nc makes it refuse). The hub keeps serving its
-// local subscribers, and nc stays open. Close is idempotent.
+// local subscribers, and nc stays open. Every message PublishTo accepted
+// before Close is sent (or counted in Stats.Dropped); after Close,
+// PublishTo delivers locally only and Members returns this node's members
+// only. Close is idempotent.
 func (b *Broker) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() {
+		b.pubMu.Lock()
 		b.closed.Store(true)
+		b.pubMu.Unlock()
 		close(b.closing)
 	})
 	var err error
@@ -266,6 +352,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			err = fmt.Errorf("failed to flush to NATS: %w", ferr)
 		}
 	}
+	b.checkSlow()
 	b.sub.Unsubscribe()
 	return err
 }
@@ -283,6 +370,7 @@ func (b *Broker) run() {
 		case it := <-b.outbox:
 			b.send(it)
 		case <-tick.C:
+			b.checkSlow()
 			b.expire()
 			kind := kindBeat
 			if r := b.nc.Stats().Reconnects; r != reconnects {
@@ -386,6 +474,8 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 	if p.Node == b.opts.NodeID {
 		return
 	}
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
 	if p.Kind == kindBye {
 		b.mu.Lock()
 		n := b.remote[p.Node]
@@ -399,6 +489,13 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 	}
 	b.mu.Lock()
 	n := b.remote[p.Node]
+	if n == nil && p.Kind == kindChange {
+		// A node first heard of by a change (it had expired, or its hello
+		// came before we subscribed): wait for its whole presence, its next
+		// heartbeat, so that OnNodeAppeared lists every member it has.
+		b.mu.Unlock()
+		return
+	}
 	appeared := n == nil
 	if n == nil || p.Kind == kindHello || p.Kind == kindBeat {
 		if n == nil {
@@ -433,6 +530,8 @@ func (b *Broker) onPresence(msg *nats.Msg) {
 
 // expire forgets the nodes not heard from within PresenceExpiry.
 func (b *Broker) expire() {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
 	now := time.Now()
 	var gone []*node
 	b.mu.Lock()

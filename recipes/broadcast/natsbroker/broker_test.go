@@ -369,8 +369,14 @@ func TestCloseIsLocalOnly(t *testing.T) {
 	n1.flush(t)
 	n2.flush(t)
 	local, remote := n1.subscribe(t, ctx, "room", nil), n2.subscribe(t, ctx, "room", nil)
+	defer n1.broker.Join("room", "alice")()
+	defer n2.broker.Join("room", "bob")()
+	eventually(t, ctx, "node 1 to see bob", func() bool { return slices.Equal(n1.broker.Members("room"), []string{"alice", "bob"}) })
 	n1.stop(t)
 	n1.stop(t) // idempotent
+	if got := n1.broker.Members("room"); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("node 1 Members after Close = %q, want its own [alice]", got)
+	}
 	sent := n1.broker.Stats().Sent
 	publish(t, n1.broker, "room", text("after close"))
 	expectText(t, ctx, local, "after close")
@@ -417,5 +423,144 @@ func TestNodeAppearedAndJoinBeforeMessages(t *testing.T) {
 	case c := <-appeared:
 		t.Fatalf("OnNodeAppeared(%q, %q) again for a node already known", c.topic, c.members)
 	default:
+	}
+}
+
+// Goroutines publishing on one node at once: node 2 sees node 1's
+// messages in the order node 1's own subscribers see them (order holds per
+// publishing node, whatever goroutine publishes).
+func TestConcurrentPublishersKeepNodeOrder(t *testing.T) {
+	ctx := testCtx(t)
+	srv := natstest.Start(t)
+	const publishers, n = 8, 400 // n per publisher
+	hubOpts := &broadcast.Options{QueueSize: 2 * publishers * n}
+	n1, n2 := startNode(t, srv.URL(), nil, hubOpts), startNode(t, srv.URL(), nil, hubOpts)
+	n1.flush(t)
+	n2.flush(t)
+	local, remote := n1.subscribe(t, ctx, "room", nil), n2.subscribe(t, ctx, "room", nil)
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range n {
+				if err := n1.broker.PublishTo("room", text(strconv.Itoa(p)+"-"+strconv.Itoa(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	seqs := make([][]string, 2)
+	for i, c := range []*wsconn.Conn{local, remote} {
+		for range publishers * n {
+			m, err := c.Receive(ctx)
+			if err != nil {
+				t.Fatalf("node %d: Receive after %d messages: %v", i+1, len(seqs[i]), err)
+			}
+			seqs[i] = append(seqs[i], string(m.Data))
+		}
+	}
+	differ := 0
+	for i := range seqs[0] {
+		if seqs[0][i] != seqs[1][i] {
+			differ++
+		}
+	}
+	if differ > 0 {
+		t.Fatalf("%d of %d positions differ between node 1's subscriber and node 2's", differ, publishers*n)
+	}
+	if st := n1.broker.Stats(); st.Dropped != 0 {
+		t.Fatalf("node 1 Stats = %+v, want nothing dropped", st)
+	}
+}
+
+// New rejects a prefix that is not a plain NATS subject and a presence
+// expiry that one late heartbeat would reach.
+func TestNewRejectsBadOptions(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, err := natsbroker.Dial(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	hub := broadcast.NewHub(nil)
+	for _, tc := range []struct {
+		opts natsbroker.Options
+		want string
+	}{
+		{natsbroker.Options{Prefix: "my app"}, "space"},
+		{natsbroker.Options{Prefix: "app\t1"}, "space"},
+		{natsbroker.Options{Prefix: "app.*"}, "wildcard"},
+		{natsbroker.Options{Prefix: "app>"}, "wildcard"},
+		{natsbroker.Options{Prefix: "app..x"}, "empty token"},
+		{natsbroker.Options{Prefix: ".app"}, "empty token"},
+		{natsbroker.Options{Prefix: "app."}, "empty token"},
+		{natsbroker.Options{HeartbeatInterval: time.Second, PresenceExpiry: 1999 * time.Millisecond}, "PresenceExpiry"},
+		{natsbroker.Options{PresenceExpiry: 3 * time.Second}, "PresenceExpiry"},    // default interval 2 s
+		{natsbroker.Options{HeartbeatInterval: 6 * time.Second}, "PresenceExpiry"}, // default expiry 10 s
+	} {
+		b, err := natsbroker.New(hub, nc, &tc.opts)
+		if err == nil {
+			b.Close(context.Background())
+			t.Errorf("New(%+v) succeeded, want an error about %s", tc.opts, tc.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error about %s", tc.opts, err, tc.want)
+		}
+	}
+	for _, opts := range []natsbroker.Options{
+		{Prefix: "app.chat-1_x"},
+		{HeartbeatInterval: time.Second, PresenceExpiry: 2 * time.Second},
+	} {
+		b, err := natsbroker.New(hub, nc, &opts)
+		if err != nil {
+			t.Fatalf("New(%+v) = %v", opts, err)
+		}
+		if err := b.Close(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A node first heard of by a presence change (its hello missed, or its
+// presence expired) is announced only with its whole presence, at its next
+// heartbeat: OnNodeAppeared lists all its members, not just the change's.
+func TestNodeAppearedWithWholePresence(t *testing.T) {
+	ctx := testCtx(t)
+	srv := natstest.Start(t)
+	type call struct {
+		topic   string
+		members []string
+	}
+	appeared := make(chan call, 4)
+	n1 := startNode(t, srv.URL(), &natsbroker.Options{
+		Prefix:         "app",
+		OnNodeAppeared: func(topic string, members []string) { appeared <- call{topic, members} },
+	}, nil)
+	n1.flush(t)
+	foreign, err := nats.Connect(srv.URL()) // plays a node whose hello node 1 missed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	for _, p := range []string{
+		`{"node":"x","kind":"change","topics":{"room":["bob"]}}`,
+		`{"node":"x","kind":"beat","topics":{"room":["alice","bob"],"hall":["bob"]}}`,
+	} {
+		if err := foreign.Publish("app.presence", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := foreign.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"room": {"alice", "bob"}, "hall": {"bob"}}
+	for range len(want) {
+		c := wstest.Recv(t, ctx, appeared)
+		if !slices.Equal(c.members, want[c.topic]) {
+			t.Fatalf("OnNodeAppeared(%q, %q), want the node's whole presence %q", c.topic, c.members, want)
+		}
+		delete(want, c.topic)
 	}
 }

@@ -25,7 +25,9 @@
 // published it, exactly once. The publishing node delivers to its own hub
 // directly and ignores its own messages when NATS hands them back (each
 // envelope names its node), so there is no echo. Order holds per publishing
-// node; messages from different nodes interleave in no fixed order.
+// node, whichever of its goroutines publish: the other nodes see a node's
+// messages in the order its own subscribers saw them. Messages from
+// different nodes interleave in no fixed order.
 // Messages from other nodes enter the hub like local ones, so the hub's
 // guarantees hold for them: nothing waits on a socket, each subscriber has
 // its bounded queue, and the hub's Policy (DropOldest, or Disconnect with
@@ -34,7 +36,10 @@
 // PublishTo never waits for NATS: it delivers locally and puts the message
 // on the broker's outbox (Options.OutboxSize), from which one goroutine
 // hands it to nats.go. A full outbox drops the cross-node copy, counted in
-// Stats.Dropped and logged.
+// Stats.Dropped and logged. On the receiving side, a node whose broker
+// falls behind what NATS delivers (nats.go's pending limits, a slow
+// consumer) loses the excess: nats.go drops it, and the broker counts it
+// in Stats.Dropped and logs a warning with nats.ErrSlowConsumer.
 //
 // When NATS is unreachable, every node keeps serving its own subscribers as
 // before, and nats.go reconnects by itself, trying every server it knows
@@ -70,11 +75,14 @@
 // Options.HeartbeatInterval (2 s), and a node that starts or reconnects
 // asks the others for theirs. A node's presence ends with its goodbye
 // (Close), or, for a node that died without one (SIGKILL, a lost machine),
-// when nothing has come from it for Options.PresenceExpiry: with the
-// defaults it leaves the others' Members within 12 s. Options.OnNodeGone
+// when nothing has come from it for Options.PresenceExpiry (at least twice
+// the interval): with the defaults it leaves the others' Members within
+// 12 s. Options.OnNodeGone
 // tells each node which members went with it, so that it can announce
 // their leaving to its own subscribers, and Options.OnNodeAppeared which
-// members came with a node it hears from for the first time or again.
+// members came with a node it hears from for the first time or again (on
+// its first whole presence: a hello or a heartbeat). The two callbacks are
+// serialized, in the order of the changes they report.
 // While a node is cut off from NATS for longer than the expiry, the other
 // nodes' presence expires in its view (and its in theirs), and comes back
 // within a heartbeat of reconnecting.
