@@ -37,9 +37,13 @@
 // broker's package documentation says what is lost meanwhile. The page and
 // its WebSocket protocol are the same with and without -nats.
 //
-//	go run github.com/nats-io/nats-server/v2@v2.15.3 &      # NATS on 127.0.0.1:4222
+//	go run github.com/nats-io/nats-server/v2@v2.15.3 -a 127.0.0.1 &   # NATS on 127.0.0.1:4222 only
 //	go run ./examples/chat -addr 127.0.0.1:8080 -nats nats://127.0.0.1:4222 &
 //	go run ./examples/chat -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
+//
+// (nats-server listens on every interface unless -a says otherwise.)
+// Ctrl-C stops the chat in the foreground; kill %2 %1 (or kill $(jobs -p))
+// stops the background chat and NATS.
 //
 // Flags:
 //
@@ -230,14 +234,19 @@ func serve(ctx context.Context, ln net.Listener, opts *options) error {
 	hub := broadcast.NewHub(nil)
 	room := &room{hub: hub, broker: hub, hb: opts.heartbeat, log: log}
 	if opts.nats != nil {
+		// The callbacks can fire before New returns (a node's answer to
+		// this one's hello), and must see room.broker, not the hub: they
+		// wait until it is set, which is as soon as New returns (New does
+		// not wait for NATS).
+		ready := make(chan struct{})
 		b, err := natsbroker.New(hub, opts.nats, &natsbroker.Options{
 			Prefix:         opts.natsPrefix,
 			Logger:         log,
-			OnNodeGone:     room.nodeGone,
-			OnNodeAppeared: room.nodeAppeared,
+			OnNodeGone:     func(t string, gone []string) { <-ready; room.nodeGone(t, gone) },
+			OnNodeAppeared: func(t string, names []string) { <-ready; room.nodeAppeared(t, names) },
 		})
 		if err != nil {
-			return err
+			return err // no callback can come: New started nothing
 		}
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -247,6 +256,7 @@ func serve(ctx context.Context, ln net.Listener, opts *options) error {
 		room.mu.Lock()
 		room.broker = b
 		room.mu.Unlock()
+		close(ready)
 		log.Info("room shared over NATS", "node", b.NodeID(), "prefix", opts.natsPrefix)
 	}
 	ws := wsconn.NewServer(room.handle, &wsconn.ServerOptions{
