@@ -153,6 +153,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	expectEvent(t, alice, event{Kind: "join", Name: "bob", Users: []string{"alice", "bob"}})
 	n3 := startNode(t, srv.URL())
 	n3.seen(t, n1)
+	n3.seen(t, n2) // carol's welcome lists bob only once node 3 has heard node 2
 	carol := joinNode(t, n3, "carol", "alice", "bob", "carol")
 	expectEvent(t, alice, event{Kind: "join", Name: "carol", Users: []string{"alice", "bob", "carol"}})
 
