@@ -309,13 +309,29 @@ func checkDeflateResponse(values []string, offered bool) (bool, error) {
 // is produced.
 func maxDeflated(n int64) int64 { return n + n/512 + 1024 }
 
-// isInflateError reports whether err, from reading a compressed message,
-// means the deflate data was corrupt rather than the transport failing:
-// gorilla passes the flate reader's errors through, and a stream that ends
-// mid-block surfaces as a bare io.ErrUnexpectedEOF (gorilla reports a
-// truncated frame as a *websocket.CloseError instead).
-func isInflateError(err error) bool {
+// inflateFailed reports whether err, from reading a message, means its
+// deflate data was corrupt rather than the transport failing.
+func (c *Conn) inflateFailed(err error) bool {
+	return c.cfg.compress.mode != CompressionDisabled && isInflateError(err, c.guard)
+}
+
+// isInflateError is inflateFailed given the connection's guard g. A
+// transport error comes first: g records what the connection under it
+// returned (crypto/tls reports a record cut short as a bare
+// io.ErrUnexpectedEOF). Then gorilla passes the flate reader's errors
+// through, and a deflate stream that ends mid-block surfaces as a bare
+// io.ErrUnexpectedEOF (gorilla reports a truncated frame as a
+// *websocket.CloseError instead), which counts only when the message is
+// compressed (RSV1), or when g does not parse the frames (behind a proxy)
+// and so cannot tell.
+func isInflateError(err error, g *frameGuard) bool {
+	if g != nil && g.connErr != nil {
+		return false
+	}
 	var corrupt flate.CorruptInputError
 	var internal flate.InternalError
-	return errors.As(err, &corrupt) || errors.As(err, &internal) || err == io.ErrUnexpectedEOF
+	if errors.As(err, &corrupt) || errors.As(err, &internal) {
+		return true
+	}
+	return err == io.ErrUnexpectedEOF && (g == nil || g.state == guardOff || g.compressed)
 }

@@ -174,19 +174,28 @@ type countWriter int64
 func (w *countWriter) Write(p []byte) (int, error) { *w += countWriter(len(p)); return len(p), nil }
 
 func TestIsInflateError(t *testing.T) {
+	compressed := &frameGuard{state: guardHeader, compressed: true}
+	plain := &frameGuard{state: guardHeader}
+	cut := &frameGuard{state: guardHeader, compressed: true, connErr: io.ErrUnexpectedEOF} // TLS record cut short
+	proxied := &frameGuard{state: guardOff}
 	for _, tc := range []struct {
 		err  error
+		g    *frameGuard
 		want bool
 	}{
-		{flate.CorruptInputError(3), true},
-		{fmt.Errorf("read: %w", flate.CorruptInputError(3)), true},
-		{io.ErrUnexpectedEOF, true},
-		{io.EOF, false},
-		{errors.New("connection reset"), false},
-		{fmt.Errorf("net: %w", io.ErrUnexpectedEOF), false}, // wrapped: the transport's, not flate's
+		{flate.CorruptInputError(3), compressed, true},
+		{fmt.Errorf("read: %w", flate.CorruptInputError(3)), compressed, true},
+		{io.ErrUnexpectedEOF, compressed, true},
+		{io.ErrUnexpectedEOF, proxied, true},
+		{io.ErrUnexpectedEOF, plain, false}, // not compressed: not inflate's
+		{io.ErrUnexpectedEOF, cut, false},   // the transport failed
+		{flate.CorruptInputError(3), cut, false},
+		{io.EOF, compressed, false},
+		{errors.New("connection reset"), compressed, false},
+		{fmt.Errorf("net: %w", io.ErrUnexpectedEOF), compressed, false}, // wrapped: the transport's, not flate's
 	} {
-		if got := isInflateError(tc.err); got != tc.want {
-			t.Errorf("isInflateError(%v) = %t, want %t", tc.err, got, tc.want)
+		if got := isInflateError(tc.err, tc.g); got != tc.want {
+			t.Errorf("isInflateError(%v, compressed %t, connErr %v) = %t, want %t", tc.err, tc.g.compressed, tc.g.connErr, got, tc.want)
 		}
 	}
 }

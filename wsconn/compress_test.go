@@ -5,17 +5,23 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -367,4 +373,48 @@ func TestCompressedLengthNotMisjudged(t *testing.T) {
 	if m := within(t, 10*time.Second, got); !bytes.Equal(m, data) {
 		t.Fatalf("received %d bytes, want the %d sent", len(m), len(data))
 	}
+}
+
+// Over wss, a connection cut inside a TLS record, in the middle of a
+// compressed message, is a lost connection (1006): crypto/tls reports the
+// cut as the same bare io.ErrUnexpectedEOF that inflate uses for a deflate
+// stream cut short, and the transport's failure must win (it used to be
+// reported as invalid compressed data, 1007).
+func TestTLSCutInCompressedMessageIs1006(t *testing.T) {
+	data := deflated(t, make([]byte, 5000), flate.NoCompression) // stored blocks: inflate wants every byte
+	up := websocket.Upgrader{EnableCompression: true}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			t.Errorf("peer: %v", err)
+			return
+		}
+		tc := ws.NetConn().(*tls.Conn)
+		defer tc.NetConn().Close()
+		// An unmasked compressed binary frame that promises len(data)
+		// bytes, of which only the first 100 arrive.
+		frame := append([]byte{0x80 | 0x40 | 0x2, 126, byte(len(data) >> 8), byte(len(data))}, data[:100]...)
+		if _, err := tc.Write(frame); err != nil {
+			t.Errorf("peer: %v", err)
+			return
+		}
+		// Then the header of a TLS record of 64 bytes and 3 of them, and
+		// the TCP connection ends.
+		if _, err := tc.NetConn().Write([]byte{0x17, 3, 3, 0, 64, 1, 2, 3}); err != nil {
+			t.Errorf("peer: %v", err)
+		}
+	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	ctx := ctxTimeout(t, 10*time.Second)
+	c := dial(t, "wss://"+ts.Listener.Addr().String(), &wsconn.DialOptions{
+		TLSConfig: &tls.Config{RootCAs: pool}, Compression: wsconn.CompressionNoContextTakeover})
+	if c.Compression() == wsconn.CompressionDisabled {
+		t.Fatal("compression not negotiated")
+	}
+	_, err := c.Receive(ctx)
+	wantClosed(t, err, wsconn.StatusAbnormalClosure, "*")
 }

@@ -33,6 +33,11 @@ type frameGuard struct {
 	messageLen  uint64 // declared length of the data message so far
 	deflate     bool   // permessage-deflate offered (client) or accepted (server)
 	compressed  bool   // the current data message has RSV1 set
+	// connErr is the first error the connection under the guard returned
+	// from a read: the transport failed, whatever gorilla or inflate make
+	// of it (crypto/tls reports a record cut short as a bare
+	// io.ErrUnexpectedEOF, which inflate also uses for corrupt data).
+	connErr error
 
 	// For the direct read (direct.go): bytes handed to gorilla, data
 	// messages whose last byte has been handed, and where the last one
@@ -137,6 +142,9 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 		}
 	} else {
 		n, err = g.Conn.Read(p)
+		if err != nil && g.connErr == nil {
+			g.connErr = err
+		}
 	}
 	if n > 0 && g.state != guardOff {
 		g.base = g.handed

@@ -204,7 +204,7 @@ func (c *Conn) readError(err error) {
 		c.fail(StatusMessageTooBig, tooBigReason(c.cfg.maxMessageSize))
 	case errors.Is(err, errInvalidUTF8):
 		c.fail(StatusInvalidFramePayloadData, errInvalidUTF8.Error())
-	case c.cfg.compress.mode != CompressionDisabled && isInflateError(err):
+	case c.inflateFailed(err):
 		// The frames were well formed; what they carry is not
 		// valid deflate data, as with bad UTF-8 in a text message.
 		c.fail(StatusInvalidFramePayloadData, "invalid compressed data: "+err.Error())
