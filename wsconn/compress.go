@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -306,8 +307,13 @@ func checkDeflateResponse(values []string, offered bool) (bool, error) {
 // The frame guard fails a compressed message early only beyond this bound,
 // so that incompressible data, which deflate expands slightly, is never
 // refused for its compressed length; the inflated length is checked as it
-// is produced.
-func maxDeflated(n int64) int64 { return n + n/512 + 1024 }
+// is produced. It saturates at math.MaxInt64 (a MaxMessageSize near it).
+func maxDeflated(n int64) int64 {
+	if slack := n/512 + 1024; n > math.MaxInt64-slack {
+		return math.MaxInt64
+	}
+	return n + n/512 + 1024
+}
 
 // inflateFailed reports whether err, from reading a message, means its
 // deflate data was corrupt rather than the transport failing.

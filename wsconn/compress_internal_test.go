@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"testing"
 )
 
@@ -197,6 +198,21 @@ func TestIsInflateError(t *testing.T) {
 		if got := isInflateError(tc.err, tc.g); got != tc.want {
 			t.Errorf("isInflateError(%v, compressed %t, connErr %v) = %t, want %t", tc.err, tc.g.compressed, tc.g.connErr, got, tc.want)
 		}
+	}
+}
+
+// maxDeflated saturates instead of overflowing for limits near MaxInt64.
+func TestMaxDeflatedSaturates(t *testing.T) {
+	for _, n := range []int64{math.MaxInt64, math.MaxInt64 - 1, math.MaxInt64 - 1024, math.MaxInt64 / 512 * 511} {
+		if got := maxDeflated(n); got < n {
+			t.Errorf("maxDeflated(%d) = %d, want at least n", n, got)
+		}
+	}
+	if got := maxDeflated(math.MaxInt64); got != math.MaxInt64 {
+		t.Errorf("maxDeflated(MaxInt64) = %d, want MaxInt64", got)
+	}
+	if got, want := maxDeflated(1<<20), int64(1<<20+2048+1024); got != want {
+		t.Errorf("maxDeflated(1 MiB) = %d, want %d", got, want)
 	}
 }
 

@@ -231,9 +231,14 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	}
 
 	if cfg.log != nil {
-		cfg.log.Debug("websocket dialing", "url", u.Redacted(), "subprotocols", opts.Subprotocols)
+		// The request before it is sent, as far as it is ours: gorilla adds
+		// the handshake's own headers (the key), traced with the response.
+		cfg.log.Debug("websocket dialing", "url", u.Redacted(), "subprotocols", opts.Subprotocols, "header", traceHeader(header))
 	}
 	ws, resp, err := d.DialContext(gctx, u.String(), header)
+	if cfg.log != nil && resp == nil && err != nil {
+		cfg.log.Debug("websocket dial failed", "url", u.Redacted(), "err", err.Error())
+	}
 	if cfg.log != nil && resp != nil {
 		if resp.Request != nil {
 			cfg.log.Debug("websocket handshake sent", "url", u.Redacted(), "header", traceHeader(resp.Request.Header))

@@ -170,13 +170,16 @@ func (c *Conn) readOne(typ MessageType, r io.Reader) bool {
 		return c.stream(in, typ, bp, buf)
 	}
 	var data []byte
-	if err == nil {
-		data = make([]byte, len(buf))
-		copy(data, buf)
-	}
-	if cap(buf) <= maxPooledRead { // do not pool the odd huge buffer
+	if cap(buf) <= maxPooledRead {
+		if err == nil {
+			data = make([]byte, len(buf))
+			copy(data, buf)
+		}
 		*bp = buf[:0]
 		readBufs.Put(bp)
+	} else if err == nil {
+		// The odd huge buffer is not pooled: hand it out as it is.
+		data = buf[:len(buf):len(buf)]
 	}
 	if err != nil {
 		c.readError(err)

@@ -94,7 +94,7 @@ func acceptHeader(key string, given http.Header, deflate bool) http.Header {
 	h.Set("Connection", "Upgrade")
 	h.Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(sum[:]))
 	if deflate {
-		h.Set("Sec-WebSocket-Extensions", deflateName+"; server_no_context_takeover; client_no_context_takeover")
+		h.Set("Sec-WebSocket-Extensions", deflateResponse)
 	}
 	return h
 }

@@ -373,3 +373,29 @@ func TestTraceNilLoggerIsSilent(t *testing.T) {
 		t.Fatalf("the default loggers got records:\n%s", defaultLog.dump())
 	}
 }
+
+// A dial that gets no response is traced too: the request's headers before
+// dialing (credentials redacted) and the error.
+func TestTraceDialWithoutResponse(t *testing.T) {
+	ln := listen(t)
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		if conn, err := ln.Accept(); err == nil {
+			conn.Close() // hangs up on the handshake
+		}
+	}()
+	rec, logger := newLogRecorder(slog.LevelDebug)
+	url := "ws://" + ln.Addr().String() + "/x"
+	_, err := wsconn.Dial(ctxTimeout(t, 10*time.Second), url, &wsconn.DialOptions{
+		Logger: logger, Header: http.Header{"Authorization": {"Bearer secret"}}})
+	if err == nil {
+		t.Fatal("Dial succeeded against a server that hangs up")
+	}
+	<-accepted
+	d := rec.wantRecord(t, "websocket dialing", map[string]string{"url": url, "header": "Authorization:[[redacted]]"})
+	if strings.Contains(d.Attrs["header"], "secret") {
+		t.Errorf("dialing header traced as %s, want Authorization redacted", d.Attrs["header"])
+	}
+	rec.wantRecord(t, "websocket dial failed", map[string]string{"url": url, "err": "EOF"})
+}
