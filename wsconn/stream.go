@@ -371,21 +371,25 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 		c.releaseWrite()
 		return nil, c.writeFailed("open writer", err)
 	}
-	w := &msgWriter{c: c, ctx: ctx, w: gw, typ: typ}
-	w.stop = context.AfterFunc(ctx, func() { c.abort(abortedSend) })
+	w := &msgWriter{c: c, ctx: ctx, w: gw, typ: typ, watched: ctx.Done() != nil}
+	if w.watched {
+		// As for Send, but the connection is aborted as soon as ctx ends:
+		// the message may wait between Writes.
+		c.watch.arm(ctx, c, true)
+	}
 	return w, nil
 }
 
 type msgWriter struct {
-	c      *Conn
-	ctx    context.Context
-	w      io.WriteCloser
-	stop   func() bool
-	typ    MessageType
-	utf8   utf8Check
-	n      int64
-	closed bool
-	err    error
+	c       *Conn
+	ctx     context.Context
+	w       io.WriteCloser
+	watched bool // c.watch is armed for ctx
+	typ     MessageType
+	utf8    utf8Check
+	n       int64
+	closed  bool
+	err     error
 }
 
 var errWriterClosed = errors.New("failed to write message: writer closed")
@@ -402,6 +406,10 @@ func (w *msgWriter) Write(p []byte) (int, error) {
 		w.err = w.failed(w.c.closedErr())
 		return 0, w.err
 	default:
+	}
+	if err := w.ctx.Err(); err != nil {
+		w.err = w.failed(err)
+		return 0, w.err
 	}
 	if w.typ == Text {
 		u := w.utf8
@@ -428,17 +436,18 @@ func (w *msgWriter) Close() error {
 	w.closed = true
 	defer w.c.releaseWrite()
 	if w.err != nil {
-		w.stop()
+		w.finish()
 		return w.err
 	}
 	if w.typ == Text && !w.utf8.complete() {
-		w.stop()
+		w.finish()
 		w.c.abort(abortedSend)
 		return errors.New("failed to close writer: text ends inside a UTF-8 character (connection aborted)")
 	}
 	err := w.w.Close()
-	if !w.stop() {
-		return fmt.Errorf("failed to close writer: %w (connection aborted: a message cannot be resumed halfway)", w.ctx.Err())
+	if w.finish() {
+		// The watch aborted the connection.
+		return midMessage("close writer", w.ctx.Err())
 	}
 	if err != nil {
 		return w.failed(err)
@@ -449,10 +458,13 @@ func (w *msgWriter) Close() error {
 	return nil
 }
 
+// finish ends the watch on the message and reports whether it fired.
+func (w *msgWriter) finish() bool { return w.watched && w.c.watch.finish() }
+
 func (w *msgWriter) failed(err error) error {
 	if w.ctx.Err() != nil {
 		w.c.abort(abortedSend)
-		return fmt.Errorf("failed to write message: %w (connection aborted: a message cannot be resumed halfway)", w.ctx.Err())
+		return midMessage("write message", w.ctx.Err())
 	}
 	var closed *ConnectionClosedError
 	if errors.As(err, &closed) {

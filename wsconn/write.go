@@ -55,7 +55,7 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 
 	watched := ctx.Done() != nil
 	if watched {
-		c.watch.arm(ctx, c.guard)
+		c.watch.arm(ctx, c, false)
 	}
 	err := c.writeMessage(typ, data)
 	if watched && c.watch.finish() {
@@ -65,7 +65,7 @@ func (c *Conn) send(ctx context.Context, typ MessageType, data []byte) error {
 			c.guard.resume()
 		} else {
 			c.abort(abortedSend)
-			return fmt.Errorf("failed to send message: %w (connection aborted: a message cannot be resumed halfway)", ctx.Err())
+			return midMessage("send message", ctx.Err())
 		}
 	}
 	if err != nil {
@@ -123,19 +123,25 @@ func (c *Conn) writeMessage(typ MessageType, data []byte) error {
 	return c.ws.WriteMessage(int(typ), data)
 }
 
-// writeWatch interrupts an in-progress write when its context ends. It
-// lives in the Conn and is used under writeSem; it keeps one
-// context.AfterFunc registration for as long as Sends use the same context
-// (a handler's or a task's), so a Send costs no allocation for it.
+// writeWatch interrupts an in-progress data message when its context ends:
+// the one rule for Send and Writer. It lives in the Conn and is used under
+// writeSem; it keeps one context.AfterFunc registration for as long as the
+// messages use the same context (a handler's or a task's), so a message
+// costs no allocation for it.
 type writeWatch struct {
 	mu      sync.Mutex
 	done    <-chan struct{} // Done of the registered context
 	stop    func() bool
 	writing bool
+	abort   bool // abort the connection when fired (a Writer, between writes too)
 	fired   bool
 }
 
-func (w *writeWatch) arm(ctx context.Context, g *frameGuard) {
+// arm starts watching a message written under ctx; with abort, the
+// connection is aborted as soon as ctx ends (a Writer, whose message may
+// wait between Writes), else the write is only interrupted and the writer
+// decides (Send: the message may have been completed).
+func (w *writeWatch) arm(ctx context.Context, c *Conn, abort bool) {
 	d := ctx.Done()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -144,17 +150,22 @@ func (w *writeWatch) arm(ctx context.Context, g *frameGuard) {
 			w.stop()
 		}
 		w.done = d
-		w.stop = context.AfterFunc(ctx, func() { w.interrupt(d, g) })
+		w.stop = context.AfterFunc(ctx, func() { w.interrupt(d, c) })
 	}
-	w.writing, w.fired = true, false
+	w.writing, w.abort, w.fired = true, abort, false
 }
 
-func (w *writeWatch) interrupt(d <-chan struct{}, g *frameGuard) {
+func (w *writeWatch) interrupt(d <-chan struct{}, c *Conn) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.writing && w.done == d {
+	fire := w.writing && w.done == d
+	abort := fire && w.abort
+	if fire {
 		w.fired = true
-		g.interrupt()
+		c.guard.interrupt()
+	}
+	w.mu.Unlock()
+	if abort {
+		c.abort(abortedSend)
 	}
 }
 
@@ -177,6 +188,12 @@ func (w *writeWatch) release() {
 }
 
 var abortedSend = CloseReason{Code: StatusAbnormalClosure, Reason: "send interrupted mid-message"}
+
+// midMessage is the error of a data message whose ctx ended (err) while it
+// was on the wire: the connection is aborted.
+func midMessage(what string, err error) error {
+	return fmt.Errorf("failed to %s: %w (connection aborted: a message cannot be resumed halfway)", what, err)
+}
 
 // Pong sends an unsolicited pong (a unidirectional heartbeat, RFC 6455
 // §5.5.3). payload is at most 125 bytes.
