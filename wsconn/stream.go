@@ -477,12 +477,20 @@ func (w *msgWriter) failed(err error) error {
 // everything the peer sends from now on: pings are answered and the peer's
 // Close is echoed as ever, and a data message closes the connection with
 // 1008 (policy violation). The returned context ends, with the
-// *ConnectionClosedError as cause, when the connection is closed (or when
-// ctx ends, which also stops the reading). Do not call Receive or Reader
-// after CloseRead.
+// *ConnectionClosedError as cause, as soon as closing starts (a local
+// Close, the peer's Close, a failure), not only once the closing handshake
+// is over: a loop that only writes stops at once. It also ends when ctx
+// ends, which also stops the reading. Do not call Receive or Reader after
+// CloseRead.
 func (c *Conn) CloseRead(ctx context.Context) context.Context {
 	ctx, cancel := context.WithCancelCause(ctx)
-	c.afterDone(func() { cancel(c.closedErr()) })
+	go func() {
+		select {
+		case <-c.closing:
+			cancel(c.closedErr())
+		case <-ctx.Done():
+		}
+	}()
 	go func() {
 		if _, _, err := c.Reader(ctx); err != nil {
 			return

@@ -755,6 +755,34 @@ func TestCloseReadPeerClose(t *testing.T) {
 	})
 }
 
+// CloseRead's context ends as soon as closing starts, not when the closing
+// handshake is over: here the peer does not answer the Close for as long as
+// the disconnect timeout, and a loop that only writes must stop at once.
+func TestCloseReadEndsWhenClosingStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newPipeListener()
+		release := make(chan struct{})
+		url := rawPeer(t, ln, func(ws *websocket.Conn) { <-release })
+		c, err := wsconn.Dial(context.Background(), url, &wsconn.DialOptions{NetDialContext: ln.Dial, DisconnectTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := c.CloseRead(context.Background())
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close(context.Background(), wsconn.StatusNormalClosure, "bye") }()
+		<-ctx.Done()
+		select {
+		case <-c.Done():
+			t.Error("CloseRead's context ended only once the connection was closed")
+		default:
+		}
+		wantClosed(t, context.Cause(ctx), wsconn.StatusNormalClosure, "bye")
+		close(release)
+		<-closed // the peer hung up without answering: whatever Close says
+		<-c.Done()
+	})
+}
+
 // With compression negotiated a Writer's message goes out compressed (RSV1
 // on its first frame) and arrives intact through a streaming Reader.
 func TestStreamCompressed(t *testing.T) {
