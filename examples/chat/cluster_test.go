@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,32 +79,56 @@ func nextFrom(t *testing.T, ctx context.Context, c *wsconn.Conn, from string) (s
 	}
 }
 
-// crossWithin has `from` say numbered probes every 100 ms until `to` (on
-// another node) receives one from `name`, failing the test after limit.
-func crossWithin(t *testing.T, from *wsconn.Conn, name string, to *wsconn.Conn, limit time.Duration) time.Duration {
+// crossWithin has `from` say probes every 100 ms until `to` (on another
+// node) receives one of them from `name`, failing the test after limit.
+// Each call's probes carry a prefix of their own, so a late probe of an
+// earlier call does not count. It returns how long it took, and the other
+// texts `to` received from `name` before the probe (late probes left out).
+func crossWithin(t *testing.T, from *wsconn.Conn, name string, to *wsconn.Conn, limit time.Duration) (time.Duration, []string) {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	got := make(chan error, 1)
+	prefix := "probe " + strconv.FormatInt(probes.Add(1), 10) + " "
+	type result struct {
+		others []string
+		err    error
+	}
+	got := make(chan result, 1)
 	go func() {
-		_, err := nextFrom(t, ctx, to, name)
-		got <- err
+		var r result
+		for {
+			text, err := nextFrom(t, ctx, to, name)
+			if err != nil {
+				r.err = err
+				break
+			}
+			if strings.HasPrefix(text, prefix) {
+				break
+			}
+			if !strings.HasPrefix(text, "probe ") {
+				r.others = append(r.others, text)
+			}
+		}
+		got <- r
 	}()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; ; i++ {
-		say(t, from, map[string]string{"text": "probe " + strconv.Itoa(i)})
+		say(t, from, map[string]string{"text": prefix + strconv.Itoa(i)})
 		select {
-		case err := <-got:
-			if err != nil {
-				t.Fatalf("nothing from %s across nodes within %v: %v", name, limit, err)
+		case r := <-got:
+			if r.err != nil {
+				t.Fatalf("nothing from %s across nodes within %v: %v", name, limit, r.err)
 			}
-			return time.Since(start)
+			return time.Since(start), r.others
 		case <-tick.C:
 		}
 	}
 }
+
+// probes numbers crossWithin's calls.
+var probes atomic.Int64
 
 // TestClusterTwoNodes: a user who joins on node 2 is announced on node 1
 // with the users of both nodes; messages go both ways; a user who leaves
@@ -209,8 +234,18 @@ func TestClusterNATSKilled(t *testing.T) {
 		}
 	}
 	nats.Restart()
-	d := crossWithin(t, alice, "alice", bob, 10*time.Second)
-	t.Logf("messages crossed nodes again %v after NATS restarted", d.Round(time.Millisecond))
+	d, during := crossWithin(t, alice, "alice", bob, 10*time.Second)
+	t.Logf("messages crossed nodes again %v after NATS restarted; bob got %q of what alice said meanwhile", d.Round(time.Millisecond), during)
+	// What node 1 published while NATS was down is lost, or reaches node 2
+	// late: in order, each at most once, nothing else.
+	next := 0
+	for _, text := range during {
+		var i int
+		if _, err := fmt.Sscanf(text, "while NATS is down %d", &i); err != nil || i < next || i >= 5 {
+			t.Fatalf("bob got %q before the probe, want an in-order subset of what alice said while NATS was down", during)
+		}
+		next = i + 1
+	}
 	crossWithin(t, bob, "bob", alice, 10*time.Second)
 }
 
@@ -237,8 +272,8 @@ func TestClusterFailover(t *testing.T) {
 	crossWithin(t, bob, "bob", alice, 10*time.Second)
 
 	victim.Shutdown()
-	d1 := crossWithin(t, alice, "alice", bob, 10*time.Second)
-	d2 := crossWithin(t, bob, "bob", alice, 10*time.Second)
+	d1, _ := crossWithin(t, alice, "alice", bob, 10*time.Second)
+	d2, _ := crossWithin(t, bob, "bob", alice, 10*time.Second)
 	t.Logf("after node 1's server died: node 1 → 2 in %v, 2 → 1 in %v", d1.Round(time.Millisecond), d2.Round(time.Millisecond))
 }
 

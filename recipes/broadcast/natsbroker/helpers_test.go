@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -189,34 +191,59 @@ func eventually(t testing.TB, ctx context.Context, what string, cond func() bool
 	}
 }
 
-// resumeWithin publishes numbered probes from `from` on topic every 50 ms
-// until the client c (a subscriber of topic on another node) receives one,
-// and fails the test if that takes longer than limit. It returns how long
-// it took. Probes in flight after the first may still arrive at c.
-func resumeWithin(t testing.TB, ctx context.Context, from broadcast.Broker, topic string, c *wsconn.Conn, limit time.Duration) time.Duration {
+// resumeWithin publishes probes from `from` on topic every 50 ms until the
+// client c (a subscriber of topic on another node) receives one of them,
+// and fails the test if that takes longer than limit. Each call's probes
+// carry a prefix of their own, so a late probe of an earlier call does not
+// count. It returns how long it took, and what else c received before the
+// probe (late probes of earlier calls left out). Probes in flight after
+// the first may still arrive at c.
+func resumeWithin(t testing.TB, ctx context.Context, from broadcast.Broker, topic string, c *wsconn.Conn, limit time.Duration) (time.Duration, []string) {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	got := make(chan error, 1)
+	prefix := "probe " + strconv.FormatInt(probes.Add(1), 10) + " "
+	type result struct {
+		others []string
+		err    error
+	}
+	got := make(chan result, 1)
 	go func() {
-		_, err := c.Receive(ctx)
-		got <- err
+		var r result
+		for {
+			m, err := c.Receive(ctx)
+			if err != nil {
+				r.err = err
+				break
+			}
+			s := string(m.Data)
+			if strings.HasPrefix(s, prefix) {
+				break
+			}
+			if !strings.HasPrefix(s, "probe ") {
+				r.others = append(r.others, s)
+			}
+		}
+		got <- r
 	}()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; ; i++ {
-		publish(t, from, topic, text("probe "+strconv.Itoa(i)))
+		publish(t, from, topic, text(prefix+strconv.Itoa(i)))
 		select {
-		case err := <-got:
-			if err != nil {
-				t.Fatalf("cross-node delivery did not resume within %v: %v", limit, err)
+		case r := <-got:
+			if r.err != nil {
+				t.Fatalf("cross-node delivery did not resume within %v: %v", limit, r.err)
 			}
-			return time.Since(start)
+			return time.Since(start), r.others
 		case <-tick.C:
 		}
 	}
 }
+
+// probes numbers resumeWithin's calls.
+var probes atomic.Int64
 
 // logRecords collects a logger's records.
 type logRecords struct {
