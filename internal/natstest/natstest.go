@@ -159,6 +159,10 @@ func URLs(servers []*Server) string {
 // NATS instead of running tests (see ServeIfChild).
 const childEnv = "WSNURSERY_NATSTEST_SERVE"
 
+// parentEnv carries the test process's pid to the child, which exits when
+// its parent is no longer that process.
+const parentEnv = "WSNURSERY_NATSTEST_PARENT"
+
 // ServeIfChild must be the first call of TestMain in a package that uses
 // StartProcess: in the child process it runs the server until killed and
 // never returns; in the test process it does nothing.
@@ -184,23 +188,25 @@ func ServeIfChild() {
 		os.Exit(1)
 	}
 	fmt.Printf("listening on %s\n", s.Addr())
-	// The parent kills us; exit too if it dies first.
-	go func() {
-		for {
-			time.Sleep(time.Second)
-			if os.Getppid() == 1 {
-				os.Exit(0)
-			}
+	// The parent kills us. Should it die first, Linux kills us too
+	// (Pdeathsig, see setDeathSignal); elsewhere, or should that miss, we
+	// notice that our parent changed (to init, or to a subreaper) and exit.
+	// Polling: no event says that the parent is gone.
+	parent, _ := strconv.Atoi(os.Getenv(parentEnv))
+	for {
+		if ppid := os.Getppid(); ppid != parent || parent == 0 {
+			os.Exit(0)
 		}
-	}()
-	select {}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // Proc is a nats-server in a child process.
 type Proc struct {
-	t    TB
-	port int
-	cmd  *exec.Cmd
+	t        TB
+	port     int
+	cmd      *exec.Cmd
+	readDone chan struct{} // closed when the goroutine reading cmd's stdout has returned
 }
 
 // StartProcess runs a nats-server in a child process (the test binary
@@ -220,7 +226,8 @@ func StartProcess(t TB, port int) *Proc {
 func (p *Proc) start() {
 	p.t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"=127.0.0.1:"+strconv.Itoa(p.port))
+	cmd.Env = append(os.Environ(), childEnv+"=127.0.0.1:"+strconv.Itoa(p.port), parentEnv+"="+strconv.Itoa(os.Getpid()))
+	setDeathSignal(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		p.t.Fatalf("natstest: %v", err)
@@ -230,7 +237,9 @@ func (p *Proc) start() {
 		p.t.Fatalf("natstest: %v", err)
 	}
 	ready := make(chan error, 1)
+	p.readDone = make(chan struct{})
 	go func() {
+		defer close(p.readDone)
 		line, err := bufio.NewReader(out).ReadString('\n')
 		if err == nil && !strings.HasPrefix(line, "listening on ") {
 			err = fmt.Errorf("unexpected output %q", line)
@@ -246,8 +255,8 @@ func (p *Proc) start() {
 		err = ctx.Err()
 	}
 	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		p.cmd = cmd
+		p.Kill()
 		p.t.Fatalf("natstest: child nats-server on port %d did not start: %v", p.port, err)
 	}
 	p.cmd = cmd
@@ -263,6 +272,13 @@ func (p *Proc) Kill() {
 		return
 	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
+	// Wait closes the stdout pipe, so the reader must be done with it
+	// first: it is, at EOF, once the child has died.
+	select {
+	case <-p.readDone:
+	case <-time.After(Timeout):
+		p.t.Fatalf("natstest: the child nats-server's stdout still open %v after SIGKILL", Timeout)
+	}
 	p.cmd.Wait()
 	p.cmd = nil
 }
