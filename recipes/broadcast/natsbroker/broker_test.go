@@ -576,3 +576,56 @@ func TestNodeAppearedWithWholePresence(t *testing.T) {
 		delete(want, c.topic)
 	}
 }
+
+// A node that falls behind what NATS delivers (here its subscription's
+// goroutine is held in a callback while another node floods it past
+// nats.go's pending limit of 64 MiB) loses the excess: counted in
+// Stats.Dropped and logged, not silent.
+func TestSlowConsumerDropsCounted(t *testing.T) {
+	ctx := testCtx(t)
+	srv := natstest.Start(t)
+	logs := newLogRecords()
+	held, release := make(chan struct{}), make(chan struct{})
+	n1 := startNode(t, srv.URL(), &natsbroker.Options{
+		Prefix: "app",
+		Logger: logs.logger(),
+		OnNodeAppeared: func(string, []string) {
+			close(held)
+			<-release // holds the subscription's goroutine: what arrives now piles up
+		},
+	}, nil)
+	n2 := startNode(t, srv.URL(), &natsbroker.Options{Prefix: "app"}, nil)
+	n1.flush(t)
+	n2.flush(t)
+	foreign, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	if err := foreign.Publish("app.presence", []byte(`{"node":"x","kind":"beat","topics":{"room":["xavier"]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	wstest.Recv(t, ctx, held)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	big := wsconn.Message{Type: wsconn.Binary, Data: make([]byte, 1000_000)}
+	for range 80 { // 80 MB
+		publish(t, n2.broker, "flood", big)
+	}
+	if err := n2.nc.FlushTimeout(testTimeout); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "node 1 to count the messages NATS dropped", func() bool { return n1.broker.Stats().Dropped > 0 })
+	close(release)
+	released = true
+	if n := logs.count(slog.LevelWarn, "NATS dropped messages from the other nodes: this node did not keep up"); n == 0 {
+		t.Fatal("no warning logged for the slow consumer")
+	}
+	if st := n2.broker.Stats(); st.Dropped != 0 {
+		t.Fatalf("node 2 Stats = %+v, want nothing dropped on the sending side", st)
+	}
+}
