@@ -35,10 +35,12 @@ import (
 //
 // Use NetConn instead of Receive and Reader, not alongside them: from the
 // call on, the connection reads no message ahead (each waits at the head of
-// the queue until read), so that reading allocates nothing per message.
+// the queue until read), so that no message is copied out whole: reading
+// allocates no buffer per message, only the small state of its stream (8
+// allocations, against 2 for a Receive of a short message).
 func NetConn(ctx context.Context, c *Conn, typ MessageType) net.Conn {
-	// NetConn reads every message as a stream: no message is copied out
-	// whole, so a tunnel allocates nothing per message it reads.
+	// NetConn reads every message as a stream from pooled buffers: no
+	// message is copied out whole, whatever its size.
 	c.noReadAhead.Store(true)
 	c.streamReads.Store(true)
 	nc := &netConn{c: c, ctx: ctx, typ: typ}
