@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -627,5 +628,60 @@ func TestSlowConsumerDropsCounted(t *testing.T) {
 	}
 	if st := n2.broker.Stats(); st.Dropped != 0 {
 		t.Fatalf("node 2 Stats = %+v, want nothing dropped on the sending side", st)
+	}
+}
+
+// OnNodeGone and OnNodeAppeared are serialized, in the order of the
+// changes: a node that comes back while its expiry is being reported is
+// announced after the whole of its leaving, never in the middle of it.
+func TestPresenceCallbacksInOrder(t *testing.T) {
+	ctx := testCtx(t)
+	srv := natstest.Start(t)
+	foreign, err := nats.Connect(srv.URL()) // plays node x, which sends one heartbeat, then another from inside the first OnNodeGone
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	beat := func() {
+		if err := foreign.Publish("app.presence", []byte(`{"node":"x","kind":"beat","topics":{"a":["bob"],"b":["bob"]}}`)); err != nil {
+			t.Error(err)
+		}
+		if err := foreign.Flush(); err != nil {
+			t.Error(err)
+		}
+	}
+	events := make(chan string, 64)
+	var inGone atomic.Bool
+	var once sync.Once
+	n1 := startNode(t, srv.URL(), &natsbroker.Options{
+		Prefix:            "app",
+		HeartbeatInterval: 50 * time.Millisecond,
+		PresenceExpiry:    100 * time.Millisecond,
+		OnNodeAppeared: func(topic string, members []string) {
+			if inGone.Load() {
+				t.Errorf("OnNodeAppeared(%q, %q) while OnNodeGone was running", topic, members)
+			}
+			events <- "appeared " + topic
+		},
+		OnNodeGone: func(topic string, gone []string) {
+			inGone.Store(true)
+			defer inGone.Store(false)
+			events <- "gone " + topic
+			once.Do(func() {
+				// x is back while its leaving is being reported. Give node 1
+				// time to hear it (there is nothing to wait on: a serialized
+				// broker holds the heartbeat until this call returns).
+				beat()
+				time.Sleep(200 * time.Millisecond)
+			})
+		},
+	}, nil)
+	n1.flush(t)
+	beat()
+	want := []string{"appeared a", "appeared b", "gone a", "gone b", "appeared a", "appeared b"}
+	for i, w := range want {
+		if got := wstest.Recv(t, ctx, events); got != w {
+			t.Fatalf("callback %d is %q, want %q (the sequence %q)", i, got, w, want)
+		}
 	}
 }
