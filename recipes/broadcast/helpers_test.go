@@ -2,9 +2,7 @@ package broadcast_test
 
 import (
 	"context"
-	"net"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,26 +20,13 @@ const testTimeout = 20 * time.Second
 
 func testCtx(t *testing.T) context.Context { return wstest.Context(t, testTimeout) }
 
-// smallSendBuf shrinks the kernel send buffer of each accepted connection,
-// so that a peer that stops reading stalls the server's writes after a few
-// kilobytes rather than megabytes.
-type smallSendBuf struct{ net.Listener }
-
-func (l smallSendBuf) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
 // startServer serves on 127.0.0.1 until the test ends. Each accepted
 // connection runs handle in a nursery next to a task that drains Receive
 // (discarding what the client sends), so the connection notices the
 // client's Close; the handler returns once both have returned.
 func startServer(t *testing.T, handle func(ctx context.Context, c *wsconn.Conn) error) string {
 	t.Helper()
-	return wstest.Serve(t, smallSendBuf{wstest.Listen(t)}, func(ctx context.Context, r *wsconn.Request) error {
+	return wstest.Serve(t, wstest.SmallSendBuf(wstest.Listen(t)), func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
 			return err
@@ -55,28 +40,6 @@ func startServer(t *testing.T, handle func(ctx context.Context, c *wsconn.Conn) 
 			}
 		})
 	}, &wsconn.ServerOptions{DisconnectTimeout: 5 * time.Second}).URL
-}
-
-// dial connects a client that is closed when the test ends.
-func dial(t *testing.T, ctx context.Context, url string, opts *wsconn.DialOptions) *wsconn.Conn {
-	t.Helper()
-	return wstest.Dial(t, ctx, url, opts)
-}
-
-// slowClientOptions give a client a tiny kernel receive buffer: while it
-// does not call Receive, the server's writes to it stall within kilobytes.
-func slowClientOptions() *wsconn.DialOptions {
-	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	return &wsconn.DialOptions{NetDialContext: d.DialContext, DisconnectTimeout: 5 * time.Second}
 }
 
 // numbered is message i: its number in 8 digits, padded to size bytes.

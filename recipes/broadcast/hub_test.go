@@ -6,6 +6,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/recipes/broadcast"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -44,7 +45,7 @@ func TestPublishFansOutInOrder(t *testing.T) {
 	hs := startHub(t, hub, nil)
 	clients := make([]*wsconn.Conn, 3)
 	for i := range clients {
-		clients[i] = dial(t, ctx, hs.url, nil)
+		clients[i] = wstest.Dial(t, ctx, hs.url, nil)
 		recv(t, ctx, hs.subs)
 	}
 	if got := hub.Stats().Subscribers; got != 3 {
@@ -84,7 +85,7 @@ func TestDropOldestKeepsNewest(t *testing.T) {
 	hub := broadcast.NewHub(&broadcast.Options{QueueSize: 4, Policy: broadcast.DropOldest})
 	gate := make(chan struct{})
 	hs := startHub(t, hub, gate)
-	c := dial(t, ctx, hs.url, nil)
+	c := wstest.Dial(t, ctx, hs.url, nil)
 	recv(t, ctx, hs.subs)
 	for i := range 10 {
 		if err := hub.Publish(numbered(i, 10)); err != nil {
@@ -114,7 +115,7 @@ func TestDisconnectEvictsWithPolicyViolation(t *testing.T) {
 	hub := broadcast.NewHub(&broadcast.Options{QueueSize: 4, Policy: broadcast.Disconnect})
 	gate := make(chan struct{})
 	hs := startHub(t, hub, gate)
-	c := dial(t, ctx, hs.url, nil)
+	c := wstest.Dial(t, ctx, hs.url, nil)
 	recv(t, ctx, hs.subs)
 	for i := range 5 {
 		if err := hub.Publish(numbered(i, 10)); err != nil {
@@ -144,10 +145,10 @@ func TestSlowSubscriberDoesNotSlowOthers(t *testing.T) {
 			ctx := testCtx(t)
 			hub := broadcast.NewHub(&broadcast.Options{QueueSize: 4, Policy: policy, CloseTimeout: testTimeout})
 			hs := startHub(t, hub, nil)
-			fast := []*wsconn.Conn{dial(t, ctx, hs.url, nil), dial(t, ctx, hs.url, nil)}
+			fast := []*wsconn.Conn{wstest.Dial(t, ctx, hs.url, nil), wstest.Dial(t, ctx, hs.url, nil)}
 			recv(t, ctx, hs.subs)
 			recv(t, ctx, hs.subs)
-			slow := dial(t, ctx, hs.url, slowClientOptions())
+			slow := wstest.Dial(t, ctx, hs.url, wstest.SlowClientOptions())
 			recv(t, ctx, hs.subs)
 
 			const size, limit = 16 << 10, 2000
@@ -238,7 +239,7 @@ func TestRemovedWhenConnectionDrops(t *testing.T) {
 		ctx := testCtx(t)
 		hub := broadcast.NewHub(nil)
 		hs := startHub(t, hub, nil)
-		c := dial(t, ctx, hs.url, nil)
+		c := wstest.Dial(t, ctx, hs.url, nil)
 		recv(t, ctx, hs.subs)
 		if err := c.Close(ctx, wsconn.StatusGoingAway, "bye"); err != nil {
 			t.Fatal(err)
@@ -255,7 +256,7 @@ func TestRemovedWhenConnectionDrops(t *testing.T) {
 		hub := broadcast.NewHub(nil)
 		hs := startHub(t, hub, nil)
 		raw := make(chan net.Conn, 1)
-		c := dial(t, ctx, hs.url, &wsconn.DialOptions{
+		c := wstest.Dial(t, ctx, hs.url, &wsconn.DialOptions{
 			NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 				if err == nil {
@@ -296,7 +297,7 @@ func TestUnsubscribeKeepsConnectionOpen(t *testing.T) {
 		results <- s.Serve(ctx)
 		return nil
 	})
-	c := dial(t, ctx, url, nil)
+	c := wstest.Dial(t, ctx, url, nil)
 	s := recv(t, ctx, subs)
 	if s.Conn() == nil {
 		t.Fatal("Conn() = nil")
@@ -340,7 +341,7 @@ func TestServeReturnsWhenContextEnds(t *testing.T) {
 		results <- s.Serve(sctx)
 		return nil
 	})
-	c := dial(t, ctx, url, nil)
+	c := wstest.Dial(t, ctx, url, nil)
 	recv(t, ctx, cancels)()
 	if err := recv(t, ctx, results); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Serve = %v, want context.Canceled", err)
@@ -375,7 +376,7 @@ func TestServeTwiceFails(t *testing.T) {
 		results <- s.Serve(ctx)
 		return nil
 	})
-	dial(t, ctx, url, nil)
+	wstest.Dial(t, ctx, url, nil)
 	recv(t, ctx, subs).Unsubscribe()
 	if err := recv(t, ctx, results); err != nil {
 		t.Fatalf("first Serve = %v, want nil", err)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/wsnursery/wsnursery/internal/wstest"
 	"github.com/wsnursery/wsnursery/recipes/broadcast"
 	"github.com/wsnursery/wsnursery/wsconn"
 )
@@ -22,15 +23,15 @@ func TestTopicsAreSeparate(t *testing.T) {
 		return s.Serve(ctx)
 	})
 	topics <- "red"
-	red := dial(t, ctx, url, nil)
+	red := wstest.Dial(t, ctx, url, nil)
 	if s := recv(t, ctx, subs); s.Topic() != "red" {
 		t.Fatalf("Topic() = %q, want red", s.Topic())
 	}
 	topics <- "blue"
-	blue := dial(t, ctx, url, nil)
+	blue := wstest.Dial(t, ctx, url, nil)
 	recv(t, ctx, subs)
 	topics <- "" // the default topic
-	def := dial(t, ctx, url, nil)
+	def := wstest.Dial(t, ctx, url, nil)
 	recv(t, ctx, subs)
 	if got := hub.Stats().Subscribers; got != 3 {
 		t.Fatalf("Subscribers = %d, want 3", got)

@@ -219,7 +219,7 @@ func TestSlowSubscriberOnOtherNode(t *testing.T) {
 	n2.flush(t)
 	fast1 := n1.subscribe(t, ctx, "room", nil)
 	fast2 := n2.subscribe(t, ctx, "room", nil)
-	slow := n2.subscribe(t, ctx, "room", slowClientOptions()) // does not read until the end
+	slow := n2.subscribe(t, ctx, "room", wstest.SlowClientOptions()) // does not read until the end
 
 	payload := string(make([]byte, 1000))
 	const n, batch = 1000, 4

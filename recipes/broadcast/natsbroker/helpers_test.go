@@ -3,13 +3,11 @@ package natsbroker_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,7 +71,7 @@ func startNode(t testing.TB, natsURL string, opts *natsbroker.Options, hubOpts *
 // the topic named in the URL's query (?topic=T), and returns its URL. Each
 // subscriber goes to subs and its Serve's result to served, unless nil.
 func serveHub(t testing.TB, hub *broadcast.Hub, subs chan<- *broadcast.Subscriber, served chan<- error) string {
-	ln := smallSendBuf{wstest.Listen(t)}
+	ln := wstest.SmallSendBuf(wstest.Listen(t))
 	return wstest.Serve(t, ln, func(ctx context.Context, r *wsconn.Request) error {
 		c, err := r.Accept(ctx, nil)
 		if err != nil {
@@ -125,34 +123,6 @@ func (n *node) subscribe(t testing.TB, ctx context.Context, topic string, opts *
 	c := wstest.Dial(t, ctx, n.wsURL+"?topic="+url.QueryEscape(topic), opts)
 	wstest.Recv(t, ctx, n.subs)
 	return c
-}
-
-// smallSendBuf shrinks each accepted connection's kernel send buffer, so
-// that a client that stops reading stalls the server within kilobytes.
-type smallSendBuf struct{ net.Listener }
-
-func (l smallSendBuf) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
-// slowClientOptions give a client a tiny receive buffer: while it does not
-// call Receive, the server's writes to it stall within kilobytes.
-func slowClientOptions() *wsconn.DialOptions {
-	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	return &wsconn.DialOptions{NetDialContext: d.DialContext, DisconnectTimeout: 5 * time.Second}
 }
 
 func text(s string) wsconn.Message { return wsconn.Message{Type: wsconn.Text, Data: []byte(s)} }
