@@ -77,12 +77,12 @@
 // (Close), or, for a node that died without one (SIGKILL, a lost machine),
 // when nothing has come from it for Options.PresenceExpiry (at least twice
 // the interval): with the defaults it leaves the others' Members within
-// 12 s. Options.OnNodeGone
-// tells each node which members went with it, so that it can announce
-// their leaving to its own subscribers, and Options.OnNodeAppeared which
-// members came with a node it hears from for the first time or again (on
-// its first whole presence: a hello or a heartbeat). The two callbacks are
-// serialized, in the order of the changes they report.
+// 12 s. Options.OnNodeGone tells each node which members went with it, so
+// that it can announce their leaving to its own subscribers, and
+// Options.OnNodeAppeared which members came with a node it hears from for
+// the first time or again (on its first whole presence: a hello or a
+// heartbeat). The two callbacks are serialized, in the order of the
+// changes they report.
 // While a node is cut off from NATS for longer than the expiry, the other
 // nodes' presence expires in its view (and its in theirs), and comes back
 // within a heartbeat of reconnecting.
