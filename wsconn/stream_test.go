@@ -847,11 +847,24 @@ func TestReceiveFromAnotherGoroutineDropsStream(t *testing.T) {
 	const part = 100_000 // more than the 64 KiB read ahead: the message streams
 	synctest.Test(t, func(t *testing.T) {
 		ln := newPipeListener()
-		resume := make(chan struct{})
+		// The peer sends the long message once the client streams (had it
+		// begun before, the reader goroutine would read it whole), and its
+		// second half on resume.
+		streaming, resume := make(chan struct{}), make(chan struct{})
+		release := func(ch chan struct{}) {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+		}
+		defer release(resume) // a failed test lets the peer go on
+		defer release(streaming)
 		url := largePeerOn(t, ln, func(ws *websocket.Conn) error {
 			if err := ws.WriteMessage(websocket.TextMessage, []byte("first")); err != nil {
 				return err
 			}
+			<-streaming
 			w, err := ws.NextWriter(websocket.BinaryMessage)
 			if err != nil {
 				return err
@@ -882,6 +895,7 @@ func TestReceiveFromAnotherGoroutineDropsStream(t *testing.T) {
 		} else if b, err := io.ReadAll(r); err != nil || string(b) != "first" {
 			t.Fatalf("first message = %q, %v", b, err)
 		}
+		release(streaming)
 		_, r, err := c.Reader(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -914,7 +928,7 @@ func TestReceiveFromAnotherGoroutineDropsStream(t *testing.T) {
 			cancel() // frees it
 			<-readErr
 		}
-		close(resume)
+		release(resume)
 		if err := <-got; err != nil {
 			t.Errorf("Receive: %v", err)
 		}
