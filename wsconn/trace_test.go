@@ -280,9 +280,15 @@ func TestTracePayloads(t *testing.T) {
 // parallel: it replaces the default logger.)
 func TestNilLoggerReportsFailuresToDefault(t *testing.T) {
 	defaultLog, slogDefault := newLogRecorder(slog.LevelInfo)
-	old := slog.Default()
+	old, oldOut, oldFlags := slog.Default(), log.Writer(), log.Flags()
 	slog.SetDefault(slogDefault)
-	t.Cleanup(func() { slog.SetDefault(old) })
+	t.Cleanup(func() {
+		// slog.SetDefault pointed the log package at the recorder too;
+		// restoring slog's default handler does not undo that.
+		slog.SetDefault(old)
+		log.SetOutput(oldOut)
+		log.SetFlags(oldFlags)
+	})
 
 	url, stop := serveUntilDone(t, failingHandler(errors.New("handler exploded")), nil)
 	ctx := ctxTimeout(t, 10*time.Second)
