@@ -170,6 +170,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = ctx.Err()
 	case <-s.stopped:
 	}
+	// Mark the server as stopping before closing the connections still in
+	// the handshake, so that their handlers see ErrServerClosed as the
+	// cause, not the request's end.
+	s.mu.Lock()
+	s.stopLocked()
+	s.mu.Unlock()
 	hs.Close() // the listener and connections still in the handshake
 	<-errc
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.disconnectTimeout+time.Second)
@@ -272,8 +278,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 
 	// parent ends with the request or the server; the handler's ctx also
 	// ends when its connection closes.
-	parent, cancelParent := context.WithCancelCause(hr.Context())
+	parent, cancelParent := context.WithCancelCause(context.WithoutCancel(hr.Context()))
 	defer cancelParent(nil)
+	// The request ends when the client goes or when Serve closes its
+	// http.Server to shut down: then the cause is the server's closing.
+	stopReq := context.AfterFunc(hr.Context(), func() {
+		cause := context.Cause(hr.Context())
+		s.mu.Lock()
+		if s.stopping {
+			cause = ErrServerClosed
+		}
+		s.mu.Unlock()
+		cancelParent(cause)
+	})
+	defer stopReq()
 	stop := context.AfterFunc(s.ctx, func() { cancelParent(context.Cause(s.ctx)) })
 	defer stop()
 	ctx, cancel := context.WithCancelCause(parent)
