@@ -14,6 +14,18 @@
 // stops reading, which is the back-pressure TCP passes on to the peer; a
 // peer's pings are answered again once the application receives.
 //
+// On plain TCP and unix sockets (no TLS, proxy or compression), a Receive
+// that is already waiting may read the next message itself instead of
+// being handed it by the reader goroutine, which saves a thread wake-up
+// per message on multi-core machines (bench/PROFILE.md, P9–P10). It does
+// so only where the read cannot block past its context: a message already
+// buffered, or a single-frame binary message of at most 16 KiB. Everything
+// else (control frames, fragmented, compressed or longer messages, errors)
+// stays with the reader goroutine, which takes the role back within about
+// a millisecond once nobody receives, so pings are still answered while
+// nobody receives, only up to ~2 ms later. None of this changes what
+// Receive returns, or in which order.
+//
 // Data messages are written one at a time behind a lock that a context can
 // give up waiting for (nothing is then sent). A context that ends while a
 // message is on the wire aborts the connection, because a frame cannot be
