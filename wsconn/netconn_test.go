@@ -93,8 +93,13 @@ func TestNetConnReadDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ln := newPipeListener()
 		rest := make(chan struct{})
+		// The long message starts only once NetConn has read "ready": a
+		// message that began before the connection streamed is read ahead
+		// in 64 KiB steps, and this peer withholds the rest of it.
+		long := make(chan struct{})
 		url := rawPeer(t, ln, func(ws *websocket.Conn) {
 			ws.WriteMessage(websocket.BinaryMessage, []byte("ready"))
+			<-long
 			w, _ := ws.NextWriter(websocket.BinaryMessage)
 			io.CopyN(w, &patternReader{n: 300_000}, 200_000) // flushed but for the last 4 KiB
 			<-rest
@@ -117,6 +122,7 @@ func TestNetConnReadDeadline(t *testing.T) {
 		if _, err := io.ReadFull(nc, b); err != nil || string(b) != "ready" {
 			t.Fatalf("Read after clearing the deadline = %q, %v", b, err)
 		}
+		close(long)
 
 		var chk patternChecker
 		if _, err := io.CopyN(&chk, nc, 150_000); err != nil {
