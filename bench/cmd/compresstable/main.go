@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/wsnursery/wsnursery/bench/internal/wsbench"
 )
 
 // line matches "BenchmarkCompressEcho/json-1KiB/wsconn-2  200  57251 ns/op  17.89 MB/s ...".
@@ -62,19 +64,7 @@ func parse(r io.Reader) (figures, []string, error) {
 	return f, order, sc.Err()
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func (f figures) get(bench, name, unit string) float64 { return median(f[bench][name][unit]) }
+func (f figures) get(bench, name, unit string) float64 { return wsbench.Median(f[bench][name][unit]) }
 
 // ratio is the median over runs of name's figure over base's in the same run.
 func (f figures) ratio(bench, name, base, unit string) string {
@@ -88,7 +78,7 @@ func (f figures) ratio(bench, name, base, unit string) string {
 	if len(rs) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.2f×", median(rs))
+	return fmt.Sprintf("%.2f×", wsbench.Median(rs))
 }
 
 func num(v float64) string {

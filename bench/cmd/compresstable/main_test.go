@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wsnursery/wsnursery/bench/internal/wsbench"
 	"go.uber.org/goleak"
 )
 
@@ -38,7 +39,7 @@ PASS
 	if got := f.ratio("CompressEcho", "json-1KiB/wsconn", "json-1KiB/gorilla", "msgs/s"); got != "4.00×" {
 		t.Errorf("ratio = %q, want 4.00× (paired with gorilla's first run)", got)
 	}
-	if median([]float64{1, 2, 3, 4}) != 2.5 {
+	if wsbench.Median([]float64{1, 2, 3, 4}) != 2.5 {
 		t.Error("median of an even count is the mean of the middle two")
 	}
 }

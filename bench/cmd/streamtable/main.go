@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/wsnursery/wsnursery/bench/internal/wsbench"
 )
 
 // line matches "BenchmarkStreamRead/16MiB/wsconn-2  100  6660840 ns/op  2518.78 MB/s ...".
@@ -53,18 +55,6 @@ func parse(r io.Reader) (map[key][]float64, []string, map[string][]string) {
 	return vals, benches, libs
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // ratio is the median over rounds of a[i]/b[i].
 func ratio(a, b []float64) float64 {
 	var r []float64
@@ -73,7 +63,7 @@ func ratio(a, b []float64) float64 {
 			r = append(r, a[i]/b[i])
 		}
 	}
-	return median(r)
+	return wsbench.Median(r)
 }
 
 func main() {
@@ -93,7 +83,7 @@ func main() {
 				v := vals[key{bench, lib, u.unit}]
 				cell := "–"
 				if len(v) > 0 {
-					cell = fmt.Sprintf(u.format, median(v))
+					cell = fmt.Sprintf(u.format, wsbench.Median(v))
 				}
 				row = append(row, cell)
 				if i == 0 {
