@@ -273,58 +273,56 @@ const (
 func (d *direct) receive(ctx context.Context) (m Message, err error, ok bool) {
 	c := d.c
 	g := c.guard
-	for {
-		if g.complete <= d.read {
-			// gorilla has no whole message: wait until the bytes it holds
-			// and those taken from the socket make one.
-			v := d.check(g.pendingBytes())
-			if v == peekWait {
-				var werr error
-				v, werr = d.wait(ctx)
-				if werr != nil {
-					d.release(false)
-					return Message{}, werr, true
-				}
-			}
-			if v != peekComplete {
-				d.release(true)
-				return Message{}, nil, false
+	if g.complete <= d.read {
+		// gorilla has no whole message: wait until the bytes it holds
+		// and those taken from the socket make one.
+		v := d.check(g.pendingBytes())
+		if v == peekWait {
+			var werr error
+			v, werr = d.wait(ctx)
+			if werr != nil {
+				d.release(false)
+				return Message{}, werr, true
 			}
 		}
-		typ, r, rerr := c.ws.NextReader()
-		if rerr != nil {
-			// Sticky in gorilla: the reader goroutine sees it again and
-			// handles it.
+		if v != peekComplete {
 			d.release(true)
 			return Message{}, nil, false
 		}
-		in := msgIn{r: r, limit: c.cfg.maxMessageSize, text: typ == websocket.TextMessage}
-		bp := readBufs.Get().(*[]byte)
-		buf, _, rerr := in.fill((*bp)[:0], -1)
-		var data []byte
-		if rerr == nil {
-			data = make([]byte, len(buf))
-			copy(data, buf)
-		}
-		if cap(buf) <= maxPooledRead {
-			*bp = buf[:0]
-			readBufs.Put(bp)
-		}
-		if rerr != nil {
-			// The reader goroutine stops once it has the role back, as it
-			// does after failing a message itself.
-			c.readError(rerr)
-			d.mu.Lock()
-			d.stop = true
-			d.mu.Unlock()
-			d.release(true)
-			return Message{}, nil, false
-		}
-		d.read++
-		c.traceData("websocket message received", MessageType(typ), data)
-		d.release(false)
-		return Message{Type: MessageType(typ), Data: data}, nil, true
 	}
+	typ, r, rerr := c.ws.NextReader()
+	if rerr != nil {
+		// Sticky in gorilla: the reader goroutine sees it again and
+		// handles it.
+		d.release(true)
+		return Message{}, nil, false
+	}
+	in := msgIn{r: r, limit: c.cfg.maxMessageSize, text: typ == websocket.TextMessage}
+	bp := readBufs.Get().(*[]byte)
+	buf, _, rerr := in.fill((*bp)[:0], -1)
+	var data []byte
+	if rerr == nil {
+		data = make([]byte, len(buf))
+		copy(data, buf)
+	}
+	if cap(buf) <= maxPooledRead {
+		*bp = buf[:0]
+		readBufs.Put(bp)
+	}
+	if rerr != nil {
+		// The reader goroutine stops once it has the role back, as it
+		// does after failing a message itself.
+		c.readError(rerr)
+		d.mu.Lock()
+		d.stop = true
+		d.mu.Unlock()
+		d.release(true)
+		return Message{}, nil, false
+	}
+	d.read++
+	c.traceData("websocket message received", MessageType(typ), data)
+	d.release(false)
+	return Message{Type: MessageType(typ), Data: data}, nil, true
 }
 
 // check says whether the next message can be read without blocking once

@@ -117,22 +117,6 @@ func (h *recordHandler) WithGroup(name string) slog.Handler {
 	return &c
 }
 
-// msgHas matches debug records whose message contains any of words.
-func msgHas(words ...string) func(logged) bool {
-	return func(l logged) bool {
-		if l.Level != slog.LevelDebug {
-			return false
-		}
-		msg := strings.ToLower(l.Msg)
-		for _, w := range words {
-			if strings.Contains(msg, w) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
 // session dials url, exchanges a message, pings and closes.
 func session(t *testing.T, url string, opts *wsconn.DialOptions) {
 	t.Helper()

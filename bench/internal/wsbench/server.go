@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -437,9 +436,6 @@ func serveTCPConn(conn net.Conn) {
 		}
 	}
 }
-
-// errStopped is returned by helpers whose process was told to stop.
-var errStopped = errors.New("stopped")
 
 // waitStdinEOF blocks until the parent closes our stdin (or dies), bounded
 // by max.

@@ -31,7 +31,6 @@ func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var brokers []*natsbroker.Broker
-	var hubs []*broadcast.Hub
 	for range 2 {
 		nc, err := natsbroker.Dial(ns.ClientURL())
 		if err != nil {
@@ -50,7 +49,7 @@ func Example() {
 			fmt.Println(err)
 			return
 		}
-		brokers, hubs = append(brokers, b), append(hubs, hub)
+		brokers = append(brokers, b)
 	}
 
 	defer brokers[0].Join("lobby", "alice")()
